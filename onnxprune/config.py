@@ -1,0 +1,53 @@
+"""PruneConfig: every knob of a pruning run in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import BadInputError
+
+CRITERIA = ("l2", "l1", "bn_gamma")
+
+
+@dataclass
+class PruneConfig:
+    """What to prune and how.
+
+    ratio: fraction of the channels removed in every prunable group (0 <= ratio < 1).
+    global_ranking: rank all channels of all groups together instead of per group.
+    criterion: "l2" (default) or "l1" weight norm of the producers, or "bn_gamma"
+        (|gamma| of the BatchNormalization nodes in the group; l2 where a group has none).
+    round_to: kept counts are multiples of this where the group allows (1 = no rounding).
+    min_channels: never keep fewer than this many channels in a group (at least 1).
+    exclude: node or initializer name globs whose channels are never pruned.
+    validate: run checker, shape inference and onnxruntime on the result.
+    input_shapes: concrete shapes for model inputs with symbolic dimensions.
+    seed: seed of the random validation inputs.
+    """
+
+    ratio: float = 0.5
+    global_ranking: bool = False
+    criterion: str = "l2"
+    round_to: int = 1
+    min_channels: int = 1
+    exclude: list[str] = field(default_factory=list)
+    validate: bool = True
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)
+    seed: int = 0
+
+    def check(self) -> PruneConfig:
+        """Raise BadInputError naming the first unusable field; return self."""
+        if not 0.0 <= self.ratio < 1.0:
+            raise BadInputError(f"--ratio must be in [0, 1), got {self.ratio}")
+        if self.criterion not in CRITERIA:
+            raise BadInputError(
+                f"unknown criterion {self.criterion!r}; choose one of {', '.join(CRITERIA)}"
+            )
+        if self.round_to < 1:
+            raise BadInputError(f"--round-to must be a positive integer, got {self.round_to}")
+        if self.min_channels < 1:
+            raise BadInputError(f"--min-channels must be at least 1, got {self.min_channels}")
+        for name, dims in self.input_shapes.items():
+            if any(d < 1 for d in dims):
+                raise BadInputError(f"--input-shape {name}: every dimension must be >= 1")
+        return self

@@ -1,0 +1,25 @@
+"""Error types. Every error a user can cause is an OnnxPruneError with a one-line message."""
+
+
+class OnnxPruneError(Exception):
+    """Base class. `exit_code` is what the command line returns for it."""
+
+    exit_code = 1
+
+
+class BadInputError(OnnxPruneError):
+    """The model file, an argument or the configuration is unusable (exit code 2)."""
+
+    exit_code = 2
+
+
+class UnsupportedModelError(OnnxPruneError):
+    """The model is valid but onnxprune cannot work on it (exit code 2)."""
+
+    exit_code = 2
+
+
+class ValidationError(OnnxPruneError):
+    """The pruned model failed a check; nothing was written (exit code 1)."""
+
+    exit_code = 1

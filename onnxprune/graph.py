@@ -1,0 +1,201 @@
+"""A read-mostly index over an onnx.ModelProto: producers, consumers, constants, shapes.
+
+Constants live in initializers or in `Constant` nodes (as Paddle exports write them);
+`GraphIndex.const` and `GraphIndex.set_const` hide the difference.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+_LIGHT_LIMIT = 64  # initializers with more elements than this are typed inputs for inference
+_CONSTANT_ATTRS = ("value", "value_float", "value_floats", "value_int", "value_ints")
+
+
+def node_label(node: onnx.NodeProto, index: int) -> str:
+    """A name a person can find in a model viewer: the node's name, or op type and index."""
+    return node.name or f"{node.op_type}#{index}"
+
+
+def subgraph_references(node: onnx.NodeProto) -> set[str]:
+    """Names a node's subgraphs (If/Loop/Scan bodies) read from the enclosing scope."""
+    names: set[str] = set()
+    for attr in node.attribute:
+        graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+        for graph in graphs:
+            local = {t.name for t in graph.initializer} | {i.name for i in graph.input}
+            for inner in graph.node:
+                local.update(inner.output)
+            for inner in graph.node:
+                names.update(n for n in inner.input if n and n not in local)
+                names.update(subgraph_references(inner) - local)
+            names.update(o.name for o in graph.output if o.name not in local)
+    return names
+
+
+Dim = int | str | None
+"""A dimension: its size, the name of a symbolic size, or None when unknown."""
+
+
+def _dims(type_proto: onnx.TypeProto) -> list[Dim] | None:
+    if not type_proto.HasField("tensor_type") or not type_proto.tensor_type.HasField("shape"):
+        return None
+    return [
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+        for d in type_proto.tensor_type.shape.dim
+    ]
+
+
+def infer_shapes(
+    model: onnx.ModelProto, input_dims: dict[str, list[int]] | None = None
+) -> dict[str, list[Dim]]:
+    """Shapes of every tensor shape inference can reach (None for unknown dims).
+
+    Runs on a light copy whose large initializers are typed graph inputs, so the
+    weights are not serialised for the C++ inference pass. `input_dims` fixes the
+    dimensions of graph inputs.
+    """
+    light = onnx.ModelProto()
+    light.ir_version = model.ir_version
+    light.opset_import.extend(model.opset_import)
+    light.functions.extend(model.functions)
+    graph = model.graph
+    light.graph.name = graph.name
+    light.graph.node.extend(graph.node)
+    light.graph.input.extend(graph.input)
+    for vi in light.graph.input:
+        if input_dims and vi.name in input_dims:
+            dims = vi.type.tensor_type.shape.dim
+            del dims[:]
+            for size in input_dims[vi.name]:
+                dims.add().dim_value = int(size)
+    light.graph.output.extend(graph.output)
+    light.graph.value_info.extend(graph.value_info)
+    declared = {i.name for i in graph.input}
+    for init in graph.initializer:
+        if int(np.prod(init.dims, dtype=np.int64)) <= _LIGHT_LIMIT:
+            light.graph.initializer.append(init)
+        elif init.name not in declared:
+            light.graph.input.append(
+                helper.make_tensor_value_info(init.name, init.data_type, list(init.dims))
+            )
+    try:
+        inferred = onnx.shape_inference.infer_shapes(light, data_prop=True)
+    except Exception:  # inference is best effort; unknown shapes freeze what needs them
+        inferred = light
+    shapes: dict[str, list[Dim]] = {}
+    g = inferred.graph
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        dims = _dims(vi.type)
+        if dims is not None:
+            shapes[vi.name] = dims
+    for init in graph.initializer:
+        shapes[init.name] = list(init.dims)
+    return shapes
+
+
+def constant_node_value(node: onnx.NodeProto) -> np.ndarray | None:
+    """The value of a `Constant` node, or None for sparse or string constants."""
+    for attr in node.attribute:
+        if attr.name == "value":
+            return numpy_helper.to_array(attr.t)
+        if attr.name in _CONSTANT_ATTRS:
+            value = helper.get_attribute_value(attr)
+            dtype = np.float32 if "float" in attr.name else np.int64
+            return np.array(value, dtype=dtype)
+    return None
+
+
+class GraphIndex:
+    """Producers, consumers, constants and inferred shapes of a model's main graph."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.model = model
+        graph = model.graph
+        self.nodes = list(graph.node)
+        self.initializers = {t.name: t for t in graph.initializer}
+        self.constant_nodes: dict[str, onnx.NodeProto] = {}
+        self.producer: dict[str, int] = {}
+        self.consumers: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        self.subgraph_reads: set[str] = set()
+        for i, node in enumerate(self.nodes):
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+                if constant_node_value(node) is not None:
+                    self.constant_nodes[node.output[0]] = node
+            for out in node.output:
+                if out:
+                    self.producer[out] = i
+            for j, name in enumerate(node.input):
+                if name:
+                    self.consumers[name].append((i, j))
+            self.subgraph_reads |= subgraph_references(node)
+        self.graph_inputs = [i.name for i in graph.input if i.name not in self.initializers]
+        self.graph_outputs = [o.name for o in graph.output]
+        self.opsets = {o.domain or "": o.version for o in model.opset_import}
+        self.opsets.setdefault("ai.onnx", self.opsets.get("", 1))
+        self.shapes = infer_shapes(model)
+        self._cache: dict[str, np.ndarray] = {}
+
+    def opset(self, domain: str = "") -> int:
+        return self.opsets.get(domain or "", self.opsets.get("ai.onnx", 1))
+
+    def is_const(self, name: str) -> bool:
+        return name in self.initializers or name in self.constant_nodes
+
+    def const(self, name: str) -> np.ndarray | None:
+        """The constant's value (cached), or None when `name` is computed at run time."""
+        if not name:
+            return None
+        if name not in self._cache:
+            if name in self.initializers:
+                self._cache[name] = numpy_helper.to_array(self.initializers[name])
+            elif name in self.constant_nodes:
+                value = constant_node_value(self.constant_nodes[name])
+                if value is None:
+                    return None
+                self._cache[name] = value
+            else:
+                return None
+        return self._cache[name]
+
+    def set_const(self, name: str, value: np.ndarray) -> None:
+        """Replace a constant's value where it lives (initializer or Constant node)."""
+        self._cache[name] = value
+        tensor = numpy_helper.from_array(value, name)
+        if name in self.initializers:
+            self.initializers[name].CopyFrom(tensor)
+            return
+        node = self.constant_nodes[name]
+        del node.attribute[:]
+        node.attribute.append(helper.make_attribute("value", tensor))
+
+    def add_initializer(self, name: str, value: np.ndarray) -> None:
+        tensor = self.model.graph.initializer.add()
+        tensor.CopyFrom(numpy_helper.from_array(value, name))
+        self.initializers[name] = tensor
+        self._cache[name] = value
+
+    def shape(self, name: str) -> list[Dim] | None:
+        if name in self.shapes:
+            return self.shapes[name]
+        value = self.const(name) if self.is_const(name) else None
+        return list(value.shape) if value is not None else None
+
+    def rank(self, name: str) -> int | None:
+        shape = self.shape(name)
+        return None if shape is None else len(shape)
+
+    def unique_name(self, base: str) -> str:
+        taken = set(self.producer) | set(self.initializers) | set(self.graph_inputs)
+        k = 1
+        while f"{base}__pruned{k}" in taken:
+            k += 1
+        return f"{base}__pruned{k}"
+
+    def iter_nodes(self) -> Iterator[tuple[int, onnx.NodeProto]]:
+        return enumerate(self.nodes)

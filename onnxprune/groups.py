@@ -1,0 +1,96 @@
+"""Channel groups: the classes of coupled slots, gathered by the producers they share.
+
+A group is what a ratio applies to: the channels of one producer weight axis, plus
+every other producer's channels that are coupled to them (a residual stream).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .analysis import Analysis
+from .slots import SlotTable
+
+
+@dataclass
+class ChannelGroup:
+    """Prunable channels (`classes`, one root slot each) that share one ratio."""
+
+    id: int
+    classes: np.ndarray
+    frozen: dict[int, str] = field(default_factory=dict)
+    labels: list[str] = field(default_factory=list)
+    blocks: list[np.ndarray] | None = None
+    """Classes per block where every block must keep the same count (grouped Conv)."""
+
+    @property
+    def size(self) -> int:
+        return len(self.classes)
+
+    @property
+    def fully_frozen(self) -> bool:
+        return len(self.frozen) == self.size
+
+    def frozen_reasons(self) -> list[str]:
+        return sorted(set(self.frozen.values()))
+
+
+def build_groups(a: Analysis) -> tuple[list[ChannelGroup], np.ndarray]:
+    """The groups, and the class (root slot) of every slot."""
+    table = a.table
+    roots = table.find(np.arange(len(table), dtype=np.int64))
+    linked = SlotTable()
+    linked.new(len(table), "all")
+    linked.union(np.arange(len(table)), roots)
+    for space in table.spaces:
+        ids = np.arange(space.first, space.first + space.size)
+        linked.union(ids[:-1], ids[1:])
+    group_of = linked.find(roots)
+    groups: dict[int, ChannelGroup] = {}
+    for space in table.spaces:
+        gid = int(group_of[space.first])
+        if gid not in groups:
+            groups[gid] = ChannelGroup(len(groups), np.empty(0, np.int64))
+        groups[gid].labels.append(space.label)
+    classes = np.unique(roots)
+    for gid, members in _split_by(classes, group_of[classes]).items():
+        group = groups[gid]
+        group.classes = members
+        for c in members.tolist():
+            reason = table.frozen_reason(c)
+            if reason is not None:
+                group.frozen[c] = reason
+    result = list(groups.values())
+    _attach_blocks(a, roots, group_of, groups)
+    return result, roots
+
+
+def _split_by(values: np.ndarray, keys: np.ndarray) -> dict[int, np.ndarray]:
+    order = np.argsort(keys, kind="stable")
+    keys, values = keys[order], values[order]
+    cuts = np.flatnonzero(np.diff(keys)) + 1
+    return {int(k[0]): v for k, v in zip(np.split(keys, cuts), np.split(values, cuts), strict=True)}
+
+
+def _attach_blocks(a: Analysis, roots, group_of, groups: dict[int, ChannelGroup]) -> None:
+    """Give each group its equal-count blocks; freeze a group whose blocks conflict."""
+    for constraint in a.constraints:
+        blocks = [np.unique(roots[b]) for b in constraint.blocks]
+        group = groups[int(group_of[blocks[0][0]])]
+        flat = np.concatenate(blocks)
+        disjoint = len(np.unique(flat)) == len(flat) and all(
+            len(b) == len(blk) for b, blk in zip(blocks, constraint.blocks, strict=True)
+        )
+        same = group.blocks is None or _same_partition(group.blocks, blocks)
+        if disjoint and same:
+            group.blocks = blocks
+            continue
+        why = f"{constraint.why}: block structure conflicts with another constraint"
+        for c in group.classes.tolist():
+            group.frozen.setdefault(c, why)
+
+
+def _same_partition(x: list[np.ndarray], y: list[np.ndarray]) -> bool:
+    return sorted(tuple(b.tolist()) for b in x) == sorted(tuple(np.sort(b).tolist()) for b in y)

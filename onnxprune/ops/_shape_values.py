@@ -1,0 +1,54 @@
+"""Fold the small shape computations exporters write (Shape -> Gather -> Unsqueeze ->
+Concat) into a vector whose entries are ints or ("dim", tensor, axis) references."""
+
+from __future__ import annotations
+
+from ..graph import GraphIndex
+from ._common import ints, norm_axis
+
+Entry = int | tuple[str, str, int]
+
+
+def shape_vector(index: GraphIndex, name: str, depth: int = 0) -> list[Entry] | None:
+    """Entries of a 0-D or 1-D int tensor, or None where they cannot be told statically."""
+    value = index.const(name)
+    if value is not None:
+        return ints(value) if value.ndim <= 1 else None
+    if depth > 16 or name not in index.producer:
+        return None
+    node = index.nodes[index.producer[name]]
+    op = node.op_type
+    attrs = {a.name: a for a in node.attribute}
+    if op == "Shape":
+        rank = index.rank(node.input[0])
+        if rank is None:
+            return None
+        start = norm_axis(attrs["start"].i, rank) if "start" in attrs else 0
+        end = norm_axis(attrs["end"].i, rank) if "end" in attrs else rank
+        return [("dim", node.input[0], a) for a in range(max(start, 0), min(end, rank))]
+    if op in ("Cast", "Identity", "Squeeze", "Unsqueeze"):
+        return shape_vector(index, node.input[0], depth + 1)
+    if op == "Concat":
+        parts = [shape_vector(index, n, depth + 1) for n in node.input]
+        return None if any(p is None for p in parts) else [e for p in parts for e in p]
+    if op == "Gather":
+        data = shape_vector(index, node.input[0], depth + 1)
+        picks = index.const(node.input[1])
+        if data is None or picks is None:
+            return None
+        return [data[norm_axis(i, len(data))] for i in ints(picks)]
+    return None
+
+
+def dims_read(index: GraphIndex, shape_output: str, rank: int) -> set[int] | None:
+    """Which axes of a Shape node's input its consumers read, or None if any are unknown."""
+    read: set[int] = set()
+    for node_idx, _ in index.consumers.get(shape_output, []):
+        node = index.nodes[node_idx]
+        picks = index.const(node.input[1]) if len(node.input) > 1 else None
+        if node.op_type != "Gather" or picks is None or node.input[0] != shape_output:
+            return None
+        read.update(norm_axis(i, rank) for i in ints(picks))
+    if shape_output in index.graph_outputs:
+        return None
+    return read

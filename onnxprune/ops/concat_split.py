@@ -1,0 +1,141 @@
+"""Concat places its inputs' channels one after another on `axis`; Split and Slice take
+ranges out of them (their sizes and bounds are rewritten from the kept counts)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..analysis import Kept, NodeContext
+from ._common import broadcast, ints, kept_count, norm_axis, set_entry
+from ._registry import register
+
+
+@register("Concat")
+def concat(ctx: NodeContext) -> None:
+    rank = ctx.rank(0)
+    if rank is None:
+        ctx.barrier("input rank is unknown")
+        return
+    axis = norm_axis(int(ctx.attr("axis")), rank)
+    out = broadcast(ctx, list(range(ctx.n_inputs)), skip_axis=axis)
+    if any(axis in ctx.layout(i) for i in range(ctx.n_inputs)):
+        pieces = []
+        for i in range(ctx.n_inputs):
+            slots = ctx.layout(i).get(axis)
+            if slots is None:
+                dim = (ctx.shape(i) or [None] * rank)[axis]
+                if not isinstance(dim, int):
+                    ctx.barrier(f"size of input '{ctx.node.input[i]}' on the axis is unknown")
+                    return
+                slots = ctx.placeholder(dim, f"input '{ctx.node.input[i]}' is not prunable")
+            pieces.append(slots)
+        out[axis] = np.concatenate(pieces)
+    ctx.set_output(0, out)
+
+
+def _rewrite_attr(name: str, index: int, count):
+    def fn(node, kept: Kept) -> None:
+        for attr in node.attribute:
+            if attr.name == name:
+                attr.ints[index] = count(kept)
+
+    return fn
+
+
+def _split_sizes(ctx: NodeContext) -> tuple[list[int] | None, str]:
+    """Explicit split sizes and where they live ("attr", "input"), or (None, "equal")."""
+    if ctx.opset < 13:
+        sizes = ctx.attr("split")
+        return (list(sizes), "attr") if sizes else (None, "equal")
+    if ctx.has_input(1):
+        value = ctx.const(1)
+        return (ints(value), "input") if value is not None else (None, "dynamic")
+    return None, "equal"
+
+
+@register("Split")
+def split(ctx: NodeContext) -> None:
+    rank = ctx.rank(0)
+    layout = ctx.layout(0)
+    if rank is None:
+        ctx.barrier("input rank is unknown")
+        return
+    axis = norm_axis(int(ctx.attr("axis", 0)), rank)
+    n_out = len(ctx.node.output)
+    pieces: list[np.ndarray | None] = [None] * n_out
+    slots = layout.get(axis)
+    if slots is not None:
+        sizes, where = _split_sizes(ctx)
+        if where == "dynamic" or (where == "equal" and len(slots) % n_out):
+            ctx.freeze(slots, "split sizes are computed at run time or uneven")
+        elif sizes is None:
+            pieces = np.split(slots, n_out)
+            ctx.equal_blocks(pieces, "Split into equal parts")
+        else:
+            pieces = np.split(slots, np.cumsum(sizes)[:-1])
+            for j, piece in enumerate(pieces):
+                count = kept_count(piece)
+                if where == "attr":
+                    ctx.transform_node(_rewrite_attr("split", j, count))
+                else:
+                    ctx.transform_input(1, set_entry(j, count))
+        for piece in pieces:
+            if piece is not None:
+                ctx.nonempty(piece)
+    for j in range(n_out):
+        out = {a: s for a, s in layout.items() if a != axis}
+        if pieces[j] is not None:
+            out[axis] = pieces[j]
+        ctx.set_output(j, out)
+
+
+def _slice_params(ctx: NodeContext, rank: int):
+    if ctx.opset < 10:
+        starts, ends = ctx.attr("starts"), ctx.attr("ends")
+        axes = ctx.attr("axes") or list(range(len(starts)))
+        return list(starts), list(ends), list(axes), [1] * len(starts)
+    values = [ctx.const(i) if ctx.has_input(i) else None for i in range(1, 5)]
+    if values[0] is None or values[1] is None or (ctx.has_input(3) and values[2] is None) or (
+        ctx.has_input(4) and values[3] is None
+    ):
+        return None
+    starts, ends = ints(values[0]), ints(values[1])
+    axes = ints(values[2]) if values[2] is not None else list(range(len(starts)))
+    steps = ints(values[3]) if values[3] is not None else [1] * len(starts)
+    return starts, ends, [norm_axis(a, rank) for a in axes], steps
+
+
+@register("Slice")
+def slice_(ctx: NodeContext) -> None:
+    rank = ctx.rank(0)
+    layout = ctx.layout(0)
+    if not layout:
+        return
+    params = None if rank is None else _slice_params(ctx, rank)
+    if params is None:
+        ctx.barrier("Slice bounds are computed at run time")
+        return
+    starts, ends, axes, steps = params
+    out = {}
+    for axis, slots in layout.items():
+        if axis not in axes:
+            out[axis] = slots
+            continue
+        k = axes.index(axis)
+        if steps[k] != 1:
+            ctx.freeze(slots, "Slice with a step other than 1")
+            continue
+        span = range(len(slots))[starts[k] : ends[k]]
+        piece = slots[span.start : span.stop]
+        before = slots[: span.start]
+        start_count = kept_count(before)
+        end_count = lambda kept, b=before, p=piece: int(kept(b).sum() + kept(p).sum())  # noqa: E731
+        if ctx.opset < 10:
+            ctx.transform_node(_rewrite_attr("starts", k, start_count))
+            ctx.transform_node(_rewrite_attr("ends", k, end_count))
+        else:
+            ctx.transform_input(1, set_entry(k, start_count))
+            ctx.transform_input(2, set_entry(k, end_count))
+        ctx.nonempty(piece)
+        out[axis] = piece
+    ctx.set_output(0, out)

@@ -1,0 +1,132 @@
+"""What a pruning run did: parameters, MACs, channels per group and layer, output drift."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import onnx
+
+from .graph import infer_shapes, node_label
+from .validate import OutputDiff
+
+COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+@dataclass
+class LayerCost:
+    name: str
+    op: str
+    channels: int
+    macs: int
+
+
+def _static(dims) -> bool:
+    return dims is not None and all(isinstance(d, int) for d in dims)
+
+
+def layer_costs(model: onnx.ModelProto, input_dims: dict[str, list[int]]) -> list[LayerCost]:
+    """MACs and output channels of every Conv, ConvTranspose, Gemm and MatMul, in order."""
+    shapes = infer_shapes(model, input_dims)
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    shapes.setdefault(node.output[0], list(attr.t.dims))
+    costs = []
+    for i, node in enumerate(model.graph.node):
+        if node.op_type not in COMPUTE_OPS or node.domain not in ("", "ai.onnx"):
+            continue
+        ins = [shapes.get(name) for name in node.input[:2]]
+        out = shapes.get(node.output[0])
+        macs, channels = 0, 0
+        if all(_static(s) for s in [*ins, out]):
+            macs, channels = _macs(node, ins[0], ins[1], out)
+        costs.append(LayerCost(node_label(node, i), node.op_type, channels, macs))
+    return costs
+
+
+def _macs(node: onnx.NodeProto, x: list[int], w: list[int], out: list[int]) -> tuple[int, int]:
+    prod = lambda dims: int(np.prod(dims, dtype=np.int64))  # noqa: E731
+    if node.op_type == "Conv":
+        return prod(out) * prod(w[1:]), w[0]
+    if node.op_type == "ConvTranspose":
+        return prod(x) * prod(w[1:]), out[1]
+    if node.op_type == "Gemm":
+        trans_a = any(a.name == "transA" and a.i for a in node.attribute)
+        return prod(out) * (x[0] if trans_a else x[1]), out[1]
+    return prod(out) * x[-1], out[-1]
+
+
+@dataclass
+class GroupReport:
+    id: int
+    members: list[str]
+    channels: int
+    kept: int
+    frozen: list[str]
+    n_frozen: int
+
+
+@dataclass
+class PruneReport:
+    """Before/after figures of one run. `to_dict()` is the JSON form."""
+
+    params_before: int = 0
+    params_after: int = 0
+    macs_before: int = 0
+    macs_after: int = 0
+    layers: list[dict] = field(default_factory=list)
+    groups: list[GroupReport] = field(default_factory=list)
+    outputs: list[OutputDiff] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_text(self, verbose: bool = False) -> str:
+        return format_report(self, verbose)
+
+
+def _ratio(after: int, before: int) -> str:
+    return f"{after / before:.3f}" if before else "-"
+
+
+def format_report(r: PruneReport, verbose: bool = False) -> str:
+    lines = [
+        f"{'':12}{'before':>14}{'after':>14}{'kept':>8}",
+        f"{'parameters':12}{r.params_before:>14,}{r.params_after:>14,}"
+        f"{_ratio(r.params_after, r.params_before):>8}",
+        f"{'MACs':12}{r.macs_before:>14,}{r.macs_after:>14,}{_ratio(r.macs_after, r.macs_before):>8}",
+    ]
+    pruned = [g for g in r.groups if g.kept < g.channels]
+    frozen = [g for g in r.groups if g.frozen]
+    lines.append(
+        f"groups: {len(r.groups)}, pruned {len(pruned)}, with frozen channels {len(frozen)}"
+    )
+    shown = r.groups if verbose else pruned
+    if shown:
+        lines.append(f"{'group':>6} {'channels':>9} {'kept':>6}  members")
+        for g in shown:
+            members = ", ".join(g.members[:3]) + (f" (+{len(g.members) - 3})" if len(g.members) > 3 else "")
+            lines.append(f"{g.id:>6} {g.channels:>9} {g.kept:>6}  {members}")
+    if frozen:
+        lines.append("frozen (not pruned):")
+        for g in frozen[: None if verbose else 12]:
+            extent = "all" if g.n_frozen == g.channels else f"{g.n_frozen}"
+            lines.append(f"  group {g.id} ({extent} of {g.channels}): {'; '.join(g.frozen[:2])}")
+        if not verbose and len(frozen) > 12:
+            lines.append(f"  ... {len(frozen) - 12} more (-v lists all)")
+    for o in r.outputs:
+        lines.append(
+            f"output '{o.name}' {o.shape}: max |diff| {o.max_abs_diff:.4g}, cosine {o.cosine:.6f}"
+        )
+    lines.extend(f"warning: {w}" for w in r.warnings)
+    if r.seconds:
+        lines.append("time: " + ", ".join(f"{k} {v:.2f}s" for k, v in r.seconds.items()))
+    return "\n".join(lines)

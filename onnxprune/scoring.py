@@ -1,0 +1,69 @@
+"""Importance of every channel class, from the weight slices the handlers pointed at.
+
+No op knowledge here: a producer is (weight array, axis, slot per position).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .analysis import Analysis
+from .groups import ChannelGroup
+
+
+def _accumulate(n: int, parts) -> tuple[np.ndarray, np.ndarray]:
+    total = np.zeros(n, np.float64)
+    count = np.zeros(n, np.float64)
+    for classes, values, sizes in parts:
+        np.add.at(total, classes, values)
+        np.add.at(count, classes, sizes)
+    return total, count
+
+
+def _producer_parts(a: Analysis, roots: np.ndarray, power: int):
+    index = a.index
+    for p in a.producers:
+        weight = index.const(index.nodes[p.node].input[p.input_index])
+        if p.view is not None:
+            weight = p.view(weight)
+        moved = np.moveaxis(weight.astype(np.float64, copy=False), p.axis, 0)
+        flat = moved.reshape(moved.shape[0], -1)
+        values = (flat**2).sum(axis=1) if power == 2 else np.abs(flat).sum(axis=1)
+        yield roots[p.slots], values, np.full(len(values), flat.shape[1], np.float64)
+
+
+def _stat_parts(a: Analysis, roots: np.ndarray, kind: str):
+    index = a.index
+    for s in a.stats:
+        if s.kind == kind:
+            value = np.abs(index.const(index.nodes[s.node].input[s.input_index]).astype(np.float64))
+            yield roots[s.slots], value.ravel(), np.ones(value.size)
+
+
+def score(a: Analysis, roots: np.ndarray, criterion: str) -> np.ndarray:
+    """A score per slot id (meaningful at class roots): higher means more important.
+
+    l2: root mean square of the producers' weights of the channel; l1: mean absolute
+    value; bn_gamma: mean |gamma| of its BatchNormalization nodes (l2 where it has none).
+    """
+    n = len(a.table)
+    total, count = _accumulate(n, _producer_parts(a, roots, 1 if criterion == "l1" else 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        result = total / count
+    if criterion != "l1":
+        result = np.sqrt(result)
+    if criterion == "bn_gamma":
+        gamma, seen = _accumulate(n, _stat_parts(a, roots, "bn_gamma"))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            result = np.where(seen > 0, gamma / seen, result)
+    return np.nan_to_num(result, nan=0.0)
+
+
+def normalise(scores: np.ndarray, groups: list[ChannelGroup]) -> np.ndarray:
+    """Divide each group's scores by their mean, so groups can be ranked together."""
+    out = scores.copy()
+    for group in groups:
+        mean = scores[group.classes].mean() if group.size else 0.0
+        if mean > 0:
+            out[group.classes] = scores[group.classes] / mean
+    return out

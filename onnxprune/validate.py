@@ -1,0 +1,97 @@
+"""Prove a pruned model: checker, shape inference, onnxruntime against the original."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from .errors import BadInputError, ValidationError
+
+DEFAULT_DIM = 64
+"""Size given to a symbolic dimension other than the first (which gets 1)."""
+
+
+@dataclass
+class OutputDiff:
+    name: str
+    shape: list[int]
+    max_abs_diff: float
+    cosine: float
+
+
+def input_feeds(
+    model: onnx.ModelProto, shapes: dict[str, list[int]], seed: int
+) -> dict[str, np.ndarray]:
+    """Random inputs for every graph input; symbolic dims from `shapes` or defaults."""
+    rng = np.random.default_rng(seed)
+    initializers = {t.name for t in model.graph.initializer}
+    feeds = {}
+    for vi in model.graph.input:
+        if vi.name in initializers:
+            continue
+        tensor_type = vi.type.tensor_type
+        if vi.name in shapes:
+            dims = list(shapes[vi.name])
+        else:
+            dims = [
+                d.dim_value if d.dim_value > 0 else (1 if k == 0 else DEFAULT_DIM)
+                for k, d in enumerate(tensor_type.shape.dim)
+            ]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)
+        if np.issubdtype(dtype, np.floating):
+            feeds[vi.name] = rng.standard_normal(dims).astype(dtype)
+        elif dtype == np.bool_:
+            feeds[vi.name] = rng.random(dims) > 0.5
+        else:
+            feeds[vi.name] = rng.integers(0, 2, size=dims).astype(dtype)
+    unknown = set(shapes) - set(feeds)
+    if unknown:
+        raise BadInputError(f"--input-shape names no model input: {', '.join(sorted(unknown))}")
+    return feeds
+
+
+def run(model_bytes: bytes, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run a serialised model in onnxruntime (CPU, 2 threads); outputs by name."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds), strict=True))
+
+
+def check(model: onnx.ModelProto) -> None:
+    """onnx.checker (full) and strict shape inference; ValidationError on failure."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:  # the checker raises several types
+        raise ValidationError(f"pruned model fails onnx.checker: {_first_line(exc)}") from exc
+
+
+def compare(
+    reference: dict[str, np.ndarray], pruned: dict[str, np.ndarray]
+) -> list[OutputDiff]:
+    diffs = []
+    for name, ref in reference.items():
+        got = pruned.get(name)
+        if got is None or got.shape != ref.shape:
+            shape = None if got is None else list(got.shape)
+            raise ValidationError(
+                f"output '{name}' has shape {shape}, the original's is {list(ref.shape)}"
+            )
+        a = ref.astype(np.float64).ravel()
+        b = got.astype(np.float64).ravel()
+        norm = np.linalg.norm(a) * np.linalg.norm(b)
+        cosine = float(a @ b / norm) if norm > 0 else float(np.array_equal(a, b))
+        max_abs = float(np.abs(a - b).max()) if a.size else 0.0
+        diffs.append(OutputDiff(name, list(ref.shape), max_abs, cosine))
+    return diffs
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
