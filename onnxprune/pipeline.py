@@ -56,11 +56,9 @@ class Plan:
     def kept(self, slots: np.ndarray) -> np.ndarray:
         return self.keep_slot[self.roots[slots]]
 
-    def reader_masks(self) -> list[tuple[str, int, int, np.ndarray]]:
-        """(node name, input index, axis, keep flag per position) for every channel reader."""
-        nodes = self.analysis.index.nodes
-        return [(nodes[r.node].name, r.input_index, r.axis, self.kept(r.slots))
-                for r in self.analysis.readers]
+    def reader_masks(self) -> list[tuple[int, int, int, np.ndarray]]:
+        """(node index, input index, axis, keep flag per position) for every channel reader."""
+        return [(r.node, r.input_index, r.axis, self.kept(r.slots)) for r in self.analysis.readers]
 
 
 def make_plan(model: onnx.ModelProto, config: PruneConfig) -> Plan:

@@ -1,0 +1,26 @@
+"""onnxprune: structured channel pruning of ONNX models, from any framework.
+
+    import onnxprune
+    model, report = onnxprune.prune("model.onnx", onnxprune.PruneConfig(ratio=0.5))
+    print(report.to_text())
+"""
+
+from .config import PruneConfig
+from .errors import BadInputError, OnnxPruneError, UnsupportedModelError, ValidationError
+from .pipeline import Plan, make_plan, prune
+from .report import PruneReport
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BadInputError",
+    "OnnxPruneError",
+    "Plan",
+    "PruneConfig",
+    "PruneReport",
+    "UnsupportedModelError",
+    "ValidationError",
+    "__version__",
+    "make_plan",
+    "prune",
+]
