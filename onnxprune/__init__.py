@@ -1,8 +1,8 @@
 """onnxprune: structured channel pruning of ONNX models, from any framework.
 
-    import onnxprune
-    model, report = onnxprune.prune("model.onnx", onnxprune.PruneConfig(ratio=0.5))
-    print(report.to_text())
+import onnxprune
+model, report = onnxprune.prune("model.onnx", onnxprune.PruneConfig(ratio=0.5))
+print(report.to_text())
 """
 
 from .config import PruneConfig

@@ -71,10 +71,17 @@ def _drop_stale_value_info(a: Analysis, stale: set[str]) -> None:
 
 def count_params(model: onnx.ModelProto) -> int:
     """Elements of every floating-point constant (initializers and Constant nodes)."""
-    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
-              onnx.TensorProto.BFLOAT16}
+    floats = {
+        onnx.TensorProto.FLOAT,
+        onnx.TensorProto.FLOAT16,
+        onnx.TensorProto.DOUBLE,
+        onnx.TensorProto.BFLOAT16,
+    }
     tensors = list(model.graph.initializer) + [
-        attr.t for node in model.graph.node if node.op_type == "Constant"
-        for attr in node.attribute if attr.name == "value"
+        attr.t
+        for node in model.graph.node
+        if node.op_type == "Constant"
+        for attr in node.attribute
+        if attr.name == "value"
     ]
     return sum(int(np.prod(t.dims, dtype=np.int64)) for t in tensors if t.data_type in floats)

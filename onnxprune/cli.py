@@ -43,22 +43,59 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", help="input .onnx file (never modified)")
     p.add_argument("-o", "--output", required=True, help="where to write the pruned model")
-    p.add_argument("--ratio", type=float, default=0.5,
-                   help="fraction of channels removed in each prunable group (default 0.5)")
-    p.add_argument("--global", dest="global_ranking", action="store_true",
-                   help="rank channels of all groups together (scores normalised per group)")
-    p.add_argument("--criterion", choices=CRITERIA, default="l2",
-                   help="channel importance (default l2 norm of producer weights)")
-    p.add_argument("--round-to", type=int, default=1, metavar="N",
-                   help="keep channel counts that are multiples of N where possible")
-    p.add_argument("--min-channels", type=int, default=1, metavar="N",
-                   help="never keep fewer than N channels in a group")
-    p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
-                   help="node or initializer name glob whose channels are kept (repeatable)")
-    p.add_argument("--input-shape", action="append", type=_shape, default=[],
-                   metavar="NAME:1x3x224x224", help="shape for an input with symbolic dims")
-    p.add_argument("--no-validate", dest="validate", action="store_false",
-                   help="skip the checker and onnxruntime comparison")
+    p.add_argument(
+        "--ratio",
+        type=float,
+        default=0.5,
+        help="fraction of channels removed in each prunable group (default 0.5)",
+    )
+    p.add_argument(
+        "--global",
+        dest="global_ranking",
+        action="store_true",
+        help="rank channels of all groups together (scores normalised per group)",
+    )
+    p.add_argument(
+        "--criterion",
+        choices=CRITERIA,
+        default="l2",
+        help="channel importance (default l2 norm of producer weights)",
+    )
+    p.add_argument(
+        "--round-to",
+        type=int,
+        default=1,
+        metavar="N",
+        help="keep channel counts that are multiples of N where possible",
+    )
+    p.add_argument(
+        "--min-channels",
+        type=int,
+        default=1,
+        metavar="N",
+        help="never keep fewer than N channels in a group",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="node or initializer name glob whose channels are kept (repeatable)",
+    )
+    p.add_argument(
+        "--input-shape",
+        action="append",
+        type=_shape,
+        default=[],
+        metavar="NAME:1x3x224x224",
+        help="shape for an input with symbolic dims",
+    )
+    p.add_argument(
+        "--no-validate",
+        dest="validate",
+        action="store_false",
+        help="skip the checker and onnxruntime comparison",
+    )
     p.add_argument("--report", metavar="FILE.json", help="also write the report as JSON")
     p.add_argument("--seed", type=int, default=0, help="seed of the validation inputs")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
@@ -150,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             raise
-        print(f"onnxprune: internal error: {type(exc).__name__}: {exc} "
-              "(rerun with --debug for a traceback)", file=sys.stderr)
+        print(
+            f"onnxprune: internal error: {type(exc).__name__}: {exc} "
+            "(rerun with --debug for a traceback)",
+            file=sys.stderr,
+        )
         return 1

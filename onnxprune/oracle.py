@@ -12,7 +12,6 @@ import onnx
 from onnx import helper, numpy_helper
 
 
-
 def _types(model: onnx.ModelProto) -> dict[str, tuple[int, int]]:
     """(rank, element type) of every tensor shape inference can reach."""
     inferred = onnx.shape_inference.infer_shapes(model)

@@ -79,7 +79,9 @@ def make_plan(model: onnx.ModelProto, config: PruneConfig) -> Plan:
     return Plan(analysis, groups, roots, keep_class[roots])
 
 
-def prune(source: ModelLike, config: PruneConfig | None = None) -> tuple[onnx.ModelProto, PruneReport]:
+def prune(
+    source: ModelLike, config: PruneConfig | None = None
+) -> tuple[onnx.ModelProto, PruneReport]:
     """Prune a model (ModelProto or path); return the pruned model and its report.
 
     Raises BadInputError for unusable input, ValidationError when the pruned model
@@ -97,9 +99,7 @@ def prune(source: ModelLike, config: PruneConfig | None = None) -> tuple[onnx.Mo
         try:
             reference = run(original_bytes, feeds)
         except Exception as exc:
-            raise BadInputError(
-                f"onnxruntime cannot run the input model: {_short(exc)}"
-            ) from exc
+            raise BadInputError(f"onnxruntime cannot run the input model: {_short(exc)}") from exc
         timer.lap("reference run")
     dims = {k: list(v.shape) for k, v in feeds.items()} if feeds else dict(config.input_shapes)
     before = layer_costs(model, dims)
@@ -114,7 +114,9 @@ def prune(source: ModelLike, config: PruneConfig | None = None) -> tuple[onnx.Mo
         try:
             pruned_out = run(model.SerializeToString(), feeds)
         except Exception as exc:
-            raise ValidationError(f"onnxruntime cannot run the pruned model: {_short(exc)}") from exc
+            raise ValidationError(
+                f"onnxruntime cannot run the pruned model: {_short(exc)}"
+            ) from exc
         report.outputs = compare(reference, pruned_out)
         timer.lap("validate")
     report.seconds = timer.laps
@@ -124,13 +126,25 @@ def prune(source: ModelLike, config: PruneConfig | None = None) -> tuple[onnx.Mo
 def _report(p: Plan, model, before, params_before: int, dims) -> PruneReport:
     after = layer_costs(model, dims)
     layers = [
-        {"name": b.name, "op": b.op, "channels_before": b.channels, "channels_after": a.channels,
-         "macs_before": b.macs, "macs_after": a.macs}
+        {
+            "name": b.name,
+            "op": b.op,
+            "channels_before": b.channels,
+            "channels_after": a.channels,
+            "macs_before": b.macs,
+            "macs_after": a.macs,
+        }
         for b, a in zip(before, after, strict=True)
     ]
     groups = [
-        GroupReport(g.id, g.labels, g.size, int(p.keep_slot[g.classes].sum()), g.frozen_reasons(),
-                    len(g.frozen))
+        GroupReport(
+            g.id,
+            g.labels,
+            g.size,
+            int(p.keep_slot[g.classes].sum()),
+            g.frozen_reasons(),
+            len(g.frozen),
+        )
         for g in p.groups
     ]
     return PruneReport(

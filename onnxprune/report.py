@@ -102,7 +102,8 @@ def format_report(r: PruneReport, verbose: bool = False) -> str:
         f"{'':12}{'before':>14}{'after':>14}{'kept':>8}",
         f"{'parameters':12}{r.params_before:>14,}{r.params_after:>14,}"
         f"{_ratio(r.params_after, r.params_before):>8}",
-        f"{'MACs':12}{r.macs_before:>14,}{r.macs_after:>14,}{_ratio(r.macs_after, r.macs_before):>8}",
+        f"{'MACs':12}{r.macs_before:>14,}{r.macs_after:>14,}"
+        f"{_ratio(r.macs_after, r.macs_before):>8}",
     ]
     pruned = [g for g in r.groups if g.kept < g.channels]
     frozen = [g for g in r.groups if g.frozen]
@@ -113,7 +114,9 @@ def format_report(r: PruneReport, verbose: bool = False) -> str:
     if shown:
         lines.append(f"{'group':>6} {'channels':>9} {'kept':>6}  members")
         for g in shown:
-            members = ", ".join(g.members[:3]) + (f" (+{len(g.members) - 3})" if len(g.members) > 3 else "")
+            members = ", ".join(g.members[:3]) + (
+                f" (+{len(g.members) - 3})" if len(g.members) > 3 else ""
+            )
             lines.append(f"{g.id:>6} {g.channels:>9} {g.kept:>6}  {members}")
     if frozen:
         lines.append("frozen (not pruned):")

@@ -72,9 +72,7 @@ def check(model: onnx.ModelProto) -> None:
         raise ValidationError(f"pruned model fails onnx.checker: {_first_line(exc)}") from exc
 
 
-def compare(
-    reference: dict[str, np.ndarray], pruned: dict[str, np.ndarray]
-) -> list[OutputDiff]:
+def compare(reference: dict[str, np.ndarray], pruned: dict[str, np.ndarray]) -> list[OutputDiff]:
     diffs = []
     for name, ref in reference.items():
         got = pruned.get(name)

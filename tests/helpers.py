@@ -32,7 +32,9 @@ def parse(text: str, seed: int = 0, **weights: np.ndarray) -> onnx.ModelProto:
                 value = np.abs(value) + 0.5
         else:
             value = onnx.numpy_helper.to_array(tensor)
-        tensor.CopyFrom(onnx.numpy_helper.from_array(value.reshape(tuple(tensor.dims)), tensor.name))
+        tensor.CopyFrom(
+            onnx.numpy_helper.from_array(value.reshape(tuple(tensor.dims)), tensor.name)
+        )
     onnx.checker.check_model(model, full_check=True)
     return model
 

@@ -15,9 +15,18 @@ SAMPLE_FILES = sorted(SAMPLES.glob("*.onnx"))
 
 def test_samples_are_shipped():
     names = {p.stem for p in SAMPLE_FILES}
-    assert {"resnet_small", "mobilenetv2_small", "se_net", "densenet_small", "resnext_small",
-            "csp_yolo_small", "unet_small", "classifier_flatten", "tf2onnx_style",
-            "paddle_style"} <= names
+    assert {
+        "resnet_small",
+        "mobilenetv2_small",
+        "se_net",
+        "densenet_small",
+        "resnext_small",
+        "csp_yolo_small",
+        "unet_small",
+        "classifier_flatten",
+        "tf2onnx_style",
+        "paddle_style",
+    } <= names
 
 
 @pytest.mark.parametrize("ratio", [0.3, 0.5])

@@ -95,8 +95,11 @@ def _slice_params(ctx: NodeContext, rank: int):
         axes = ctx.attr("axes") or list(range(len(starts)))
         return list(starts), list(ends), list(axes), [1] * len(starts)
     values = [ctx.const(i) if ctx.has_input(i) else None for i in range(1, 5)]
-    if values[0] is None or values[1] is None or (ctx.has_input(3) and values[2] is None) or (
-        ctx.has_input(4) and values[3] is None
+    if (
+        values[0] is None
+        or values[1] is None
+        or (ctx.has_input(3) and values[2] is None)
+        or (ctx.has_input(4) and values[3] is None)
     ):
         return None
     starts, ends = ints(values[0]), ints(values[1])

@@ -71,4 +71,3 @@ def expand(ctx: NodeContext) -> None:
             ctx.transform_input(1, set_entry(k, kept_count(slots)))
         out[axis + shift] = slots
     ctx.set_output(0, out)
-

@@ -22,8 +22,10 @@ def pad(ctx: NodeContext) -> None:
     if pads is None or rank is None or (ctx.has_input(3) and axes_value is None):
         ctx.barrier("pads are computed at run time")
         return
-    axes = [norm_axis(a, rank) for a in ints(axes_value)] if axes_value is not None else list(
-        range(rank)
+    axes = (
+        [norm_axis(a, rank) for a in ints(axes_value)]
+        if axes_value is not None
+        else list(range(rank))
     )
     half = len(pads) // 2
     out = {}

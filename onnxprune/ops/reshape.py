@@ -41,9 +41,9 @@ def squeeze(ctx: NodeContext) -> None:
     if rank is None or axes == "dynamic" or (axes is None and shape is None):
         ctx.barrier("squeezed axes are unknown")
         return
-    axes = [norm_axis(a, rank) for a in axes] if axes else [
-        a for a, d in enumerate(shape) if d == 1
-    ]
+    axes = (
+        [norm_axis(a, rank) for a in axes] if axes else [a for a, d in enumerate(shape) if d == 1]
+    )
     mapping = {a: a - sum(s < a for s in axes) for a in range(rank) if a not in axes}
     ctx.set_output(0, map_axes(ctx, ctx.layout(0), mapping, "Squeeze removes this axis"))
 
