@@ -266,17 +266,16 @@ def _freeze_boundaries(a: Analysis) -> None:
 
 
 def _freeze_excluded(a: Analysis, patterns: list[str]) -> None:
+    """Freeze every channel a node touches when its name or a constant it reads matches."""
     index = a.index
     for pattern in patterns:
         hit = False
         for i, node in index.iter_nodes():
-            if fnmatch.fnmatchcase(node.name, pattern):
+            consts = [n for n in node.input if n and index.is_const(n)]
+            names = [node.name, *consts]
+            if any(fnmatch.fnmatchcase(name, pattern) for name in names if name):
                 hit = True
                 for slots in a.node_slots.get(i, []):
                     a.table.freeze(slots, f"excluded by --exclude {pattern!r}")
-        for p in a.producers:
-            if fnmatch.fnmatchcase(index.nodes[p.node].input[p.input_index], pattern):
-                hit = True
-                a.table.freeze(p.slots, f"excluded by --exclude {pattern!r}")
         if not hit:
             a.warnings.append(f"--exclude {pattern!r} matches no node or initializer name")

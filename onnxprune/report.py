@@ -80,6 +80,8 @@ class PruneReport:
     layers: list[dict] = field(default_factory=list)
     groups: list[GroupReport] = field(default_factory=list)
     outputs: list[OutputDiff] = field(default_factory=list)
+    oracle_rel_diff: float | None = None
+    """Output difference from the original with removed channels masked (0 = exact)."""
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -129,6 +131,19 @@ def format_report(r: PruneReport, verbose: bool = False) -> str:
         lines.append(
             f"output '{o.name}' {o.shape}: max |diff| {o.max_abs_diff:.4g}, cosine {o.cosine:.6f}"
         )
+    if r.oracle_rel_diff is not None:
+        lines.append(
+            f"exactness: pruned vs original with removed channels masked: "
+            f"max relative diff {r.oracle_rel_diff:.2g}"
+        )
+    if verbose and r.layers:
+        lines.append(f"{'layer':40} {'op':>13} {'channels':>13} {'MACs kept':>10}")
+        for layer in r.layers:
+            chans = f"{layer['channels_before']}->{layer['channels_after']}"
+            lines.append(
+                f"{layer['name'][-40:]:40} {layer['op']:>13} {chans:>13} "
+                f"{_ratio(layer['macs_after'], layer['macs_before']):>10}"
+            )
     lines.extend(f"warning: {w}" for w in r.warnings)
     if r.seconds:
         lines.append("time: " + ", ".join(f"{k} {v:.2f}s" for k, v in r.seconds.items()))
