@@ -38,7 +38,12 @@ def _rewrite_constant(a: Analysis, name: str, sites: list, kept: Kept) -> None:
     original = index.const(name)
     edited = set(sites)
     others = [s for s in index.consumers.get(name, []) if s not in edited]
-    pinned = bool(others) or name in index.graph_outputs or name in index.subgraph_reads
+    pinned = (
+        bool(others)
+        or name in index.graph_outputs
+        or name in index.subgraph_reads
+        or not index.is_stored(name)
+    )
     results: list[tuple[np.ndarray, list[tuple[int, int]]]] = [(original, others)]
     for site in sites:
         value = original

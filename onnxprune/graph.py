@@ -145,6 +145,10 @@ class GraphIndex:
         return self.opsets.get(domain or "", self.opsets.get("ai.onnx", 1))
 
     def is_const(self, name: str) -> bool:
+        return self.is_stored(name) or self.const(name) is not None
+
+    def is_stored(self, name: str) -> bool:
+        """Whether the constant lives where set_const can rewrite it."""
         return name in self.initializers or name in self.constant_nodes
 
     def const(self, name: str) -> np.ndarray | None:
@@ -160,8 +164,29 @@ class GraphIndex:
                     return None
                 self._cache[name] = value
             else:
-                return None
+                value = self._folded(name)
+                if value is None:
+                    return None
+                self._cache[name] = value
         return self._cache[name]
+
+    def _folded(self, name: str) -> np.ndarray | None:
+        """Identity of a constant, or ConstantOfShape of a constant shape (old exporters)."""
+        node = self.nodes[self.producer[name]] if name in self.producer else None
+        if node is None or node.domain not in ("", "ai.onnx"):
+            return None
+        if node.op_type == "Identity":
+            return self.const(node.input[0])
+        if node.op_type == "ConstantOfShape":
+            dims = self.const(node.input[0])
+            if dims is None or dims.size > 8 or np.prod(dims) > 1 << 24:
+                return None
+            fill = np.zeros(1, np.float32)
+            for attr in node.attribute:
+                if attr.name == "value":
+                    fill = numpy_helper.to_array(attr.t).ravel()
+            return np.full([int(d) for d in dims], fill[0], dtype=fill.dtype)
+        return None
 
     def set_const(self, name: str, value: np.ndarray) -> None:
         """Replace a constant's value where it lives (initializer or Constant node)."""
@@ -183,7 +208,7 @@ class GraphIndex:
     def shape(self, name: str) -> list[Dim] | None:
         if name in self.shapes:
             return self.shapes[name]
-        value = self.const(name) if self.is_const(name) else None
+        value = self.const(name)
         return list(value.shape) if value is not None else None
 
     def rank(self, name: str) -> int | None:
