@@ -20,9 +20,22 @@ from .errors import BadInputError, OnnxPruneError
 from .pipeline import prune
 
 
+class _Exit(Exception):
+    """argparse finished early (--help, --version); main() returns `status`."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not usage + line
         raise BadInputError(message)
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # no SystemExit
+        if message:
+            self._print_message(message, sys.stderr)
+        raise _Exit(status)
 
 
 def _shape(text: str) -> tuple[str, list[int]]:
@@ -111,12 +124,16 @@ def _check_paths(args: argparse.Namespace) -> None:
         raise BadInputError(f"{model}: no such file")
     if not os.path.isfile(model):
         raise BadInputError(f"{model}: not a file")
-    if os.path.abspath(model) == os.path.abspath(output) or (
-        os.path.exists(output) and os.path.samefile(model, output)
-    ):
+    if _same_path(output, model):
         raise BadInputError(f"output {output} is the input file; choose another path")
+    if args.report and _same_path(args.report, model):
+        raise BadInputError(f"--report {args.report} is the input file; choose another path")
+    if args.report and _same_path(args.report, output):
+        raise BadInputError(f"--report {args.report} is also the output model; choose another")
     for path in filter(None, [output, args.report]):
         folder = os.path.dirname(os.path.abspath(path))
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise BadInputError(f"cannot write {path}: {folder} is a file, not a folder")
         if not os.path.isdir(folder):
             raise BadInputError(f"cannot write {path}: folder {folder} does not exist")
         if not os.access(folder, os.W_OK):
@@ -125,20 +142,40 @@ def _check_paths(args: argparse.Namespace) -> None:
             raise BadInputError(f"cannot write {path}: it is a folder")
 
 
-def write_atomic(path: str, write: Callable[[str], None]) -> None:
-    """Write through a temporary file in the same folder, then rename over `path`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = None
+def _same_path(a: str, b: str) -> bool:
+    if os.path.abspath(a) == os.path.abspath(b):
+        return True
+    return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+
+
+def _new_file_mode() -> int:
+    """The mode open() would give a new file: 0o666 minus the umask (mkstemp uses 0o600)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_atomic(files: Sequence[tuple[str, Callable[[str], None]]]) -> None:
+    """Write each (path, write) through a temporary file in its folder; rename them all
+    only once every one is complete, so a failure leaves none of them behind."""
+    temps: list[str] = []
+    path = files[0][0] if files else ""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".onnxprune-", suffix=".tmp", dir=folder)
-        os.close(fd)
-        write(tmp)
-        os.replace(tmp, path)
+        for path, write in files:
+            folder = os.path.dirname(os.path.abspath(path))
+            fd, tmp = tempfile.mkstemp(prefix=".onnxprune-", suffix=".tmp", dir=folder)
+            temps.append(tmp)
+            os.close(fd)
+            os.chmod(tmp, _new_file_mode())
+            write(tmp)
+        for (path, _), tmp in zip(files, temps, strict=True):
+            os.replace(tmp, path)
     except OSError as exc:
         raise OnnxPruneError(f"cannot write {path}: {exc.strerror or exc}") from exc
     finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+        for tmp in temps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def _write_text(text: str) -> Callable[[str], None]:
@@ -163,9 +200,10 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     ).check()
     model, report = prune(args.model, config)
-    write_atomic(args.output, lambda tmp: onnx.save(model, tmp))
+    files = [(args.output, lambda tmp: onnx.save(model, tmp))]
     if args.report:
-        write_atomic(args.report, _write_text(report.to_json()))
+        files.append((args.report, _write_text(report.to_json())))
+    write_atomic(files)
     if not args.quiet:
         print(report.to_text(verbose=args.verbose))
         print(f"wrote {args.output}")
@@ -180,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         return run(build_parser().parse_args(argv))
+    except _Exit as exc:
+        return exc.status
     except OnnxPruneError as exc:
         print(f"onnxprune: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -189,8 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             raise
+        first = (str(exc).strip().splitlines() or [""])[0]
         print(
-            f"onnxprune: internal error: {type(exc).__name__}: {exc} "
+            f"onnxprune: internal error: {type(exc).__name__}: {first} "
             "(rerun with --debug for a traceback)",
             file=sys.stderr,
         )

@@ -52,13 +52,21 @@ def input_feeds(
     return feeds
 
 
-def run(model_bytes: bytes, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run a serialised model in onnxruntime (CPU, 2 threads); outputs by name."""
+def run(
+    model_bytes: bytes, feeds: dict[str, np.ndarray], optimize: bool = True
+) -> dict[str, np.ndarray]:
+    """Run a serialised model in onnxruntime (CPU, 2 threads); outputs by name.
+
+    optimize=False runs the graph as written: its kernels check every shape, where
+    fused kernels of the optimised graph may not notice a channel-count mismatch.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
     options.log_severity_level = 3
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, feeds), strict=True))
