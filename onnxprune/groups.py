@@ -24,6 +24,9 @@ class ChannelGroup:
     labels: list[str] = field(default_factory=list)
     blocks: list[np.ndarray] | None = None
     """Classes per block where every block must keep the same count (grouped Conv)."""
+    required: list[np.ndarray] = field(default_factory=list)
+    """Sets of classes of which at least one must be kept (a weight's channels, a Split
+    output): a tensor with no channel left is not a tensor onnxruntime can run."""
 
     @property
     def size(self) -> int:
@@ -47,6 +50,9 @@ def build_groups(a: Analysis) -> tuple[list[ChannelGroup], np.ndarray]:
     for space in table.spaces:
         ids = np.arange(space.first, space.first + space.size)
         linked.union(ids[:-1], ids[1:])
+    for constraint in a.constraints:  # equal-count blocks are planned together
+        ids = np.concatenate(constraint.blocks)
+        linked.union(ids[:-1], ids[1:])
     group_of = linked.find(roots)
     groups: dict[int, ChannelGroup] = {}
     for space in table.spaces:
@@ -64,6 +70,7 @@ def build_groups(a: Analysis) -> tuple[list[ChannelGroup], np.ndarray]:
                 group.frozen[c] = reason
     result = list(groups.values())
     _attach_blocks(a, roots, group_of, groups)
+    _attach_required(a, roots, group_of, groups)
     return result, roots
 
 
@@ -90,6 +97,16 @@ def _attach_blocks(a: Analysis, roots, group_of, groups: dict[int, ChannelGroup]
         why = f"{constraint.why}: block structure conflicts with another constraint"
         for c in group.classes.tolist():
             group.frozen.setdefault(c, why)
+
+
+def _attach_required(a: Analysis, roots, group_of, groups: dict[int, ChannelGroup]) -> None:
+    """Give each group the sets (within it) that must keep at least one channel."""
+    spaces = [np.arange(s.first, s.first + s.size) for s in a.table.spaces]
+    for slots in spaces + list(a.nonempty):
+        classes = np.unique(roots[slots])
+        owners = np.unique(group_of[classes])
+        if len(classes) and len(owners) == 1:
+            groups[int(owners[0])].required.append(classes)
 
 
 def _same_partition(x: list[np.ndarray], y: list[np.ndarray]) -> bool:

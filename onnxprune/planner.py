@@ -22,14 +22,20 @@ def _drop_counts(groups: list[ChannelGroup], scores: np.ndarray, config: PruneCo
     """How many channels each group should lose before bounds: per group, or one ranking."""
     if not config.global_ranking:
         return {g.id: math.floor(config.ratio * g.size) for g in groups}
-    free = [(g, np.array([c for c in g.classes.tolist() if c not in g.frozen])) for g in groups]
-    pool = np.concatenate([scores[f] for _, f in free if len(f)] or [np.empty(0)])
+    free = [[c for c in g.classes.tolist() if c not in g.frozen] for g in groups]
+    pool = np.array([c for f in free for c in f], np.int64)
+    owner = np.array([k for k, f in enumerate(free) for _ in f], np.int64)
+    # a class's place within its own group, 0..1: equal scores are shared out in
+    # proportion to group size instead of emptying the group that comes first
+    place = np.concatenate(
+        [(np.argsort(np.argsort(scores[f], kind="stable")) + 0.5) / len(f) for f in free if f]
+        or [np.empty(0)]
+    )
     total = sum(g.size for g in groups if not g.fully_frozen)
     n_drop = min(math.floor(config.ratio * total), len(pool))
-    if n_drop == 0:
-        return {g.id: 0 for g in groups}
-    threshold = np.partition(pool, n_drop - 1)[n_drop - 1]
-    return {g.id: int((scores[f] <= threshold).sum()) if len(f) else 0 for g, f in free}
+    lowest = owner[np.lexsort((place, scores[pool]))[:n_drop]]
+    counts = np.bincount(lowest, minlength=len(groups))
+    return {g.id: int(counts[k]) for k, g in enumerate(groups)}
 
 
 def _choose_free(classes: np.ndarray, frozen: dict, scores: np.ndarray, keep: int) -> np.ndarray:
@@ -40,6 +46,7 @@ def _choose_free(classes: np.ndarray, frozen: dict, scores: np.ndarray, keep: in
 
 
 def _plan_blocks(group: ChannelGroup, scores, n_drop: int, config: PruneConfig) -> list:
+    """Kept classes per part: each block (equal counts), then the classes in no block."""
     blocks = group.blocks or []
     in_blocks = np.concatenate(blocks)
     size = len(blocks[0])
@@ -51,11 +58,64 @@ def _plan_blocks(group: ChannelGroup, scores, n_drop: int, config: PruneConfig) 
     while (keep * len(blocks)) % config.round_to and keep < size:
         keep += 1
     kept = [_choose_free(b, group.frozen, scores, min(keep, size)) for b in blocks]
-    rest = np.setdiff1d(group.classes, in_blocks)
+    rest = _rest(group)
     if len(rest):
+        n_frozen = sum(c in group.frozen for c in rest.tolist())
         n_rest = len(rest) - math.floor(len(rest) * n_drop / group.size)
-        kept.append(_choose_free(rest, group.frozen, scores, max(n_rest, 1)))
+        kept.append(_choose_free(rest, group.frozen, scores, max(n_rest, n_frozen, 1)))
     return kept
+
+
+def _rest(group: ChannelGroup) -> np.ndarray:
+    return np.setdiff1d(group.classes, np.concatenate(group.blocks or [np.empty(0, np.int64)]))
+
+
+def _parts(group: ChannelGroup) -> list[np.ndarray]:
+    """Where a kept class may be traded for another without breaking equal counts."""
+    if not group.blocks:
+        return [group.classes]
+    rest = _rest(group)
+    return list(group.blocks) + ([rest] if len(rest) else [])
+
+
+def _keep_required(group: ChannelGroup, kept: list[np.ndarray], scores) -> bool:
+    """Trade kept classes within a part so every required set keeps one; False if stuck.
+
+    Trading, unlike adding, leaves every part's count (equal blocks, round_to) as planned.
+    """
+    parts = _parts(group)
+    part_of = {c: p for p, classes in enumerate(parts) for c in classes.tolist()}
+    kept_sets = [set(k.tolist()) for k in kept]
+    kept_now = set().union(*kept_sets)
+    sets_of: dict[int, list[int]] = {}
+    for r, req in enumerate(group.required):
+        for c in req.tolist():
+            sets_of.setdefault(c, []).append(r)
+    alive = [sum(c in kept_now for c in req.tolist()) for req in group.required]
+    for r, req in enumerate(group.required):
+        if alive[r]:
+            continue
+        for cand in req[np.argsort(-scores[req], kind="stable")].tolist():
+            p = part_of[cand]
+            victims = [
+                v
+                for v in kept_sets[p]
+                if v not in group.frozen and all(alive[s] > 1 for s in sets_of.get(v, []))
+            ]
+            if victims:
+                victim = min(victims, key=lambda v: scores[v])
+                kept_sets[p].discard(victim)
+                kept_sets[p].add(cand)
+                for s in sets_of.get(victim, []):
+                    alive[s] -= 1
+                for s in sets_of.get(cand, []):
+                    alive[s] += 1
+                break
+        else:
+            return False
+    for p, chosen in enumerate(kept_sets):
+        kept[p] = np.array(sorted(chosen), np.int64)
+    return True
 
 
 def plan(
@@ -68,12 +128,14 @@ def plan(
         if group.fully_frozen or drops[group.id] == 0:
             continue
         if group.blocks:
-            kept = np.concatenate(_plan_blocks(group, scores, drops[group.id], config))
+            kept = _plan_blocks(group, scores, drops[group.id], config)
         else:
             target = _kept_target(group.size, drops[group.id], len(group.frozen), config)
-            kept = _choose_free(group.classes, group.frozen, scores, target)
+            kept = [_choose_free(group.classes, group.frozen, scores, target)]
+        if not _keep_required(group, kept, scores):
+            continue  # no trade keeps every tensor non-empty: leave the group whole
         keep[group.classes] = False
-        keep[kept] = True
+        keep[np.concatenate(kept)] = True
     return keep
 
 
