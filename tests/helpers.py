@@ -16,10 +16,11 @@ SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 
 
 def parse(text: str, seed: int = 0, **weights: np.ndarray) -> onnx.ModelProto:
-    """A model from ONNX text; initializers named in `<...>` without values get random data.
+    """A model from ONNX text whose float initializers are refilled with seeded data.
 
-    Declare weights in the graph's initializer list as `float[8,3,3,3] w` and they are
-    filled with seeded normal values (or the array passed as a keyword).
+    Declare weights in the graph's initializer list with a placeholder value, as in
+    `<float[8,3,3,3] w = {0.0}>`: they are filled with seeded normal values (positive
+    ones for names starting with "var"), or with the array passed as a keyword.
     """
     model = onnx.parser.parse_model(text)
     rng = np.random.default_rng(seed)
