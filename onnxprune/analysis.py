@@ -140,6 +140,10 @@ class NodeContext:
         return bool(self.graph.consumers.get(name)) or name in self.graph.graph_outputs
 
     # -- what the handler states ------------------------------------------------------
+    def refine_output_shape(self, j: int, dims: list) -> None:
+        """Record output j's shape where shape inference could not tell it."""
+        self.graph.shapes[self.node.output[j]] = list(dims)
+
     def set_output(self, j: int, layout: Layout) -> None:
         if j < len(self.node.output) and self.node.output[j] and layout:
             self._a.layouts[self.node.output[j]] = dict(layout)

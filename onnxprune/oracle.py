@@ -24,15 +24,23 @@ def _types(model: onnx.ModelProto) -> dict[str, tuple[int, int]]:
     return found
 
 
-def masked_model(original: onnx.ModelProto, masks: list[tuple[int, int, int, np.ndarray]]):
+def masked_model(
+    original: onnx.ModelProto,
+    masks: list[tuple[int, int, int, np.ndarray]],
+    ranks: dict[str, int] | None = None,
+):
     """A copy of `original` with input i of node n multiplied by a 0/1 mask along `axis`.
 
     `masks` holds (node index, input index, axis, keep flag per position), as
-    `Plan.reader_masks()` gives them for the same (unpruned) model.
+    `Plan.reader_masks()` gives them for the same (unpruned) model; `ranks` adds tensor
+    ranks that shape inference cannot tell (the analysis knows more).
     """
     model = onnx.ModelProto()
     model.CopyFrom(original)
     types = _types(model)
+    for name, rank in (ranks or {}).items():
+        if name not in types:
+            types[name] = (rank, onnx.TensorProto.FLOAT)
     graph = model.graph
     nodes = list(graph.node)
     inserted: dict[int, list[onnx.NodeProto]] = {}

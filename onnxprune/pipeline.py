@@ -59,6 +59,12 @@ class Plan:
     def kept(self, slots: np.ndarray) -> np.ndarray:
         return self.keep_slot[self.roots[slots]]
 
+    def masked_original(self, original: onnx.ModelProto) -> onnx.ModelProto:
+        """The masking oracle for this plan: `original` with removed channels zeroed."""
+        shapes = self.analysis.index.shapes
+        ranks = {name: len(dims) for name, dims in shapes.items() if dims is not None}
+        return masked_model(original, self.reader_masks(), ranks)
+
     def reader_masks(self) -> list[tuple[int, int, int, np.ndarray]]:
         """(node index, input index, axis, keep flag per position) for every channel reader."""
         return [(r.node, r.input_index, r.axis, self.kept(r.slots)) for r in self.analysis.readers]
@@ -141,7 +147,7 @@ ORACLE_TOLERANCE = 1e-4
 
 def _oracle_diff(original_bytes: bytes, p: Plan, feeds, pruned_out) -> float:
     """Largest output difference from the masking oracle, relative to the output's scale."""
-    masked = masked_model(onnx.load_from_string(original_bytes), p.reader_masks())
+    masked = p.masked_original(onnx.load_from_string(original_bytes))
     expected = run(masked.SerializeToString(), feeds)
     worst = 0.0
     for name, ref in expected.items():

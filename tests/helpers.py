@@ -9,7 +9,6 @@ import onnx
 import onnx.parser
 
 from onnxprune import PruneConfig, make_plan, prune
-from onnxprune.oracle import masked_model
 from onnxprune.validate import input_feeds, run
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
@@ -46,7 +45,7 @@ def assert_exact(model: onnx.ModelProto, config: PruneConfig | None = None, rtol
     plan = make_plan(model, config)
     pruned, report = prune(model, config)
     feeds = input_feeds(model, config.input_shapes, seed=1)
-    expected = run(masked_model(model, plan.reader_masks()).SerializeToString(), feeds)
+    expected = run(plan.masked_original(model).SerializeToString(), feeds)
     got = run(pruned.SerializeToString(), feeds)
     for name, ref in expected.items():
         assert got[name].shape == ref.shape, name

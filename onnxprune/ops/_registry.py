@@ -35,6 +35,7 @@ class _Entry:
 
 
 _HANDLERS: dict[tuple[str, str], list[_Entry]] = {}
+_loaded = False
 
 
 def register(
@@ -52,6 +53,10 @@ def register(
 
 def load_handlers() -> None:
     """Import every handler module of this package (each registers its ops)."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
     package = __name__.rsplit(".", 1)[0]
     for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
         if not info.name.startswith("_"):
@@ -60,8 +65,7 @@ def load_handlers() -> None:
 
 def lookup(domain: str, op_type: str, opset: int) -> Handler | None:
     """The handler for this op at this opset, or None (the node is a barrier)."""
-    if not _HANDLERS:
-        load_handlers()
+    load_handlers()
     domain = "" if domain == "ai.onnx" else domain
     for entry in _HANDLERS.get((domain, op_type), []):
         if entry.since <= opset < entry.until:

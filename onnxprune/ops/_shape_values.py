@@ -3,6 +3,8 @@ Concat) into a vector whose entries are ints or ("dim", tensor, axis) references
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..graph import GraphIndex
 from ._common import ints, norm_axis
 
@@ -40,15 +42,47 @@ def shape_vector(index: GraphIndex, name: str, depth: int = 0) -> list[Entry] | 
     return None
 
 
-def dims_read(index: GraphIndex, shape_output: str, rank: int) -> set[int] | None:
-    """Which axes of a Shape node's input its consumers read, or None if any are unknown."""
+def dims_read(index: GraphIndex, shape_output: str, length: int) -> set[int] | None:
+    """Which entries of a Shape node's output (`length` of them) its consumers read, or
+    None if any are unknown."""
     read: set[int] = set()
     for node_idx, _ in index.consumers.get(shape_output, []):
         node = index.nodes[node_idx]
         picks = index.const(node.input[1]) if len(node.input) > 1 else None
         if node.op_type != "Gather" or picks is None or node.input[0] != shape_output:
             return None
-        read.update(norm_axis(i, rank) for i in ints(picks))
+        read.update(norm_axis(i, length) for i in ints(picks))
     if shape_output in index.graph_outputs:
         return None
     return read
+
+
+def reshape_target(
+    index: GraphIndex, src: list, entries: list[Entry], allowzero: bool
+) -> list[int | str | None]:
+    """Reshape's output shape from its input shape and its shape entries (None: unknown).
+
+    Shape inference gives up on the `x.view(x.size(0), -1)` pattern exporters write;
+    the entries from `shape_vector` still tell it (`0` copies the input dim, one `-1`
+    takes what is left, symbolic dims that appear on both sides cancel out).
+    """
+    dims: list[int | str | None] = []
+    for k, entry in enumerate(entries):
+        if isinstance(entry, tuple):
+            shape = index.shape(entry[1])
+            dims.append(shape[entry[2]] if shape is not None and entry[2] < len(shape) else None)
+        elif entry == 0 and not allowzero:
+            dims.append(src[k] if k < len(src) else None)
+        else:
+            dims.append(entry)
+    if dims.count(-1) == 1:
+        rest, others = list(src), []
+        for d in dims:
+            if isinstance(d, str) and d in rest:
+                rest.remove(d)
+            elif d != -1:
+                others.append(d)
+        known = all(isinstance(d, int) for d in rest + others)
+        size = int(np.prod(others, dtype=np.int64)) if known else 0
+        dims[dims.index(-1)] = int(np.prod(rest, dtype=np.int64)) // size if size > 0 else None
+    return [d if d != -1 else None for d in dims]

@@ -10,14 +10,23 @@ from ._shape_values import dims_read
 
 @register("Shape")
 def shape(ctx: NodeContext) -> None:
-    """A channel count read at run time would change; allow it only where it is unread."""
+    """A channel count read at run time would change; allow it only where it is unread.
+
+    Shape(start, end) lists dims [start, end) of its input; a Gather index k of it
+    (negative k counts from the end of that list) reads input axis start + k.
+    """
     rank, layout = ctx.rank(0), ctx.layout(0)
     if not layout:
         return
-    read = dims_read(ctx.graph, ctx.node.output[0], rank) if rank is not None else None
-    start = norm_axis(int(ctx.attr("start", 0)), rank or 0)
+    if rank is None:
+        ctx.barrier("its channel count is read at run time")
+        return
+    start = min(max(norm_axis(int(ctx.attr("start", 0)), rank), 0), rank)
+    end = min(max(norm_axis(int(ctx.attr("end", rank)), rank), 0), rank)
+    read = dims_read(ctx.graph, ctx.node.output[0], max(end - start, 0))
     for axis, slots in layout.items():
-        if read is None or (axis - start) in read:
+        listed = start <= axis < end
+        if listed and (read is None or (axis - start) in read):
             ctx.freeze(slots, "its channel count is read at run time")
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from ..analysis import Layout, NodeContext
 from ._common import ints, kept_count, map_axes, norm_axis, set_entry
 from ._registry import register
-from ._shape_values import shape_vector
+from ._shape_values import reshape_target, shape_vector
 
 
 @register("Transpose")
@@ -155,19 +155,29 @@ def regroup(ctx: NodeContext, layout: Layout, src: list, dst: list) -> Layout:
     return out
 
 
+def _all_known(dims, rank: int) -> bool:
+    return dims is not None and len(dims) == rank and all(d is not None for d in dims)
+
+
 @register("Reshape")
 def reshape(ctx: NodeContext) -> None:
     layout = ctx.layout(0)
     if not layout:
         return
     src, dst = ctx.shape(0), ctx.out_shape(0)
+    target = ctx.const(1)
+    entries = ints(target) if target is not None else shape_vector(ctx.graph, ctx.node.input[1])
+    allowzero = int(ctx.attr("allowzero", 0))
+    if src is not None and entries is not None and not _all_known(dst, len(entries)):
+        told = reshape_target(ctx.graph, src, entries, bool(allowzero))
+        if dst is not None and len(dst) == len(told):
+            told = [d if d is not None else t for d, t in zip(dst, told, strict=True)]
+        dst = told
+        ctx.refine_output_shape(0, dst)  # for the handlers downstream
     if src is None or dst is None:
         ctx.barrier("input or output shape is unknown")
         return
     out = regroup(ctx, layout, src, dst)
-    target = ctx.const(1)
-    entries = ints(target) if target is not None else shape_vector(ctx.graph, ctx.node.input[1])
-    allowzero = int(ctx.attr("allowzero", 0))
     for axis, slots in list(out.items()):
         entry = entries[axis] if entries is not None else None
         if entry == -1:
