@@ -112,6 +112,10 @@ class NodeContext:
             return {}
         return self._a.layouts.get(self.node.input[i], {})
 
+    def layout_of(self, name: str) -> Layout:
+        """Prunable channel axes of any tensor seen so far (as `layout` for an input)."""
+        return self._a.layouts.get(name, {})
+
     def const(self, i: int) -> np.ndarray | None:
         return self.graph.const(self.node.input[i]) if self.has_input(i) else None
 

@@ -143,5 +143,5 @@ def ensure_nonempty(keep: np.ndarray, roots: np.ndarray, scores, required: list)
     """Where a required set of positions lost every channel, keep its best one again."""
     for slots in required:
         classes = roots[slots]
-        if not keep[classes].any():
+        if len(classes) and not keep[classes].any():
             keep[classes[np.argmax(scores[classes])]] = True

@@ -34,10 +34,21 @@ def layer_costs(model: onnx.ModelProto, input_dims: dict[str, list[int]]) -> lis
             for attr in node.attribute:
                 if attr.name == "value":
                     shapes.setdefault(node.output[0], list(attr.t.dims))
+    compute = [
+        (i, node)
+        for i, node in enumerate(model.graph.node)
+        if node.op_type in COMPUTE_OPS and node.domain in ("", "ai.onnx")
+    ]
+    unknown = {
+        name
+        for _, node in compute
+        for name in [*node.input[:2], node.output[0]]
+        if not _static(shapes.get(name))
+    }
+    if unknown:
+        shapes.update(_measured_shapes(model, sorted(unknown), input_dims))
     costs = []
-    for i, node in enumerate(model.graph.node):
-        if node.op_type not in COMPUTE_OPS or node.domain not in ("", "ai.onnx"):
-            continue
+    for i, node in compute:
         ins = [shapes.get(name) for name in node.input[:2]]
         out = shapes.get(node.output[0])
         macs, channels = 0, 0
@@ -45,6 +56,24 @@ def layer_costs(model: onnx.ModelProto, input_dims: dict[str, list[int]]) -> lis
             macs, channels = _macs(node, ins[0], ins[1], out)
         costs.append(LayerCost(node_label(node, i), node.op_type, channels, macs))
     return costs
+
+
+def _measured_shapes(model: onnx.ModelProto, names: list[str], input_dims) -> dict:
+    """Shapes shape inference could not tell, read off one onnxruntime run (or none)."""
+    from .validate import input_feeds, run
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    known = {o.name for o in probe.graph.output}
+    for name in names:
+        if name not in known:
+            probe.graph.output.add().name = name
+    try:
+        feeds = input_feeds(probe, input_dims, seed=0)
+        outputs = run(probe.SerializeToString(), feeds, optimize=False)
+    except Exception:  # a model that cannot run keeps its unknown MACs at 0
+        return {}
+    return {name: list(outputs[name].shape) for name in names if name in outputs}
 
 
 def _macs(node: onnx.NodeProto, x: list[int], w: list[int], out: list[int]) -> tuple[int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..analysis import NodeContext
 from ._common import ints, kept_count, map_axes, norm_axis, set_entry
 from ._registry import register
+from ._shape_math import feeds_only_slice_bounds
 from ._shape_values import dims_read
 
 
@@ -23,6 +24,8 @@ def shape(ctx: NodeContext) -> None:
         return
     start = min(max(norm_axis(int(ctx.attr("start", 0)), rank), 0), rank)
     end = min(max(norm_axis(int(ctx.attr("end", rank)), rank), 0), rank)
+    if feeds_only_slice_bounds(ctx.graph, ctx.node.output[0]):
+        return  # each Slice proves its bounds follow the pruned count, or freezes
     read = dims_read(ctx.graph, ctx.node.output[0], max(end - start, 0))
     for axis, slots in layout.items():
         listed = start <= axis < end
