@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
+from .config import PruneConfig
 from .errors import BadInputError
 from .graph import GraphIndex, node_label
 from .ops._registry import lookup
@@ -81,6 +82,11 @@ class Analysis:
     nonempty: list[np.ndarray] = field(default_factory=list)
     node_slots: dict[int, list[np.ndarray]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    config: PruneConfig = field(default_factory=PruneConfig)
+    heads: list[np.ndarray] = field(default_factory=list)
+    """Slots of channels that are whole attention heads (pruned at the head ratio)."""
+    approximate: list[tuple[np.ndarray, str]] = field(default_factory=list)
+    """Channels whose removal is not exact (normalisation statistics change), and why."""
 
 
 class NodeContext:
@@ -95,6 +101,11 @@ class NodeContext:
         self.opset = analysis.index.opset(node.domain)
 
     # -- what the handler reads -------------------------------------------------------
+    @property
+    def options(self) -> PruneConfig:
+        """The run's configuration (prune_heads, prune_hidden, ...)."""
+        return self._a.config
+
     @property
     def op_type(self) -> str:
         return self.node.op_type
@@ -194,6 +205,24 @@ class NodeContext:
         """Constant input i is rewritten by fn(value, kept) after planning."""
         self._a.const_edits.setdefault((self.index, i), []).append(fn)
 
+    def transform_use(self, node_index: int, i: int, fn: ConstTransform) -> None:
+        """Like transform_input, for a constant read by another node (a shape literal
+        inside a Shape -> Concat chain that feeds this node)."""
+        self._a.const_edits.setdefault((node_index, i), []).append(fn)
+
+    def coarsen(self, grid: np.ndarray, axis: int) -> np.ndarray:
+        """Unite the slots of each index along `axis` of `grid` (every other axis folds
+        into it); return one slot per index. Used to make each attention head one unit."""
+        moved = np.moveaxis(grid, axis, 0).reshape(grid.shape[axis], -1)
+        for column in range(1, moved.shape[1]):
+            self.union(moved[:, 0], moved[:, column])
+        self._a.heads.append(moved[:, 0])
+        return moved[:, 0].copy()
+
+    def approximate(self, slots: np.ndarray, why: str) -> None:
+        """Removing these channels changes results beyond masking (statistics change)."""
+        self._a.approximate.append((slots, f"{self._where()}: {why}"))
+
     def transform_node(self, fn: NodeTransform) -> None:
         """The node (attributes) is rewritten by fn(node, kept) after planning."""
         self._a.node_edits.setdefault(self.index, []).append(fn)
@@ -205,6 +234,10 @@ class NodeContext:
 
     def stat(self, kind: str, i: int, slots: np.ndarray) -> None:
         self._a.stats.append(ChannelStat(kind, self.index, i, slots))
+
+    def classes(self, slots: np.ndarray) -> np.ndarray:
+        """The class (union-find root) of each slot: equal classes are one channel."""
+        return self._a.table.find(slots)
 
     def union(self, a: np.ndarray, b: np.ndarray) -> None:
         self._a.table.union(a, b)
@@ -247,10 +280,11 @@ def _check_order(index: GraphIndex) -> None:
         defined.update(o for o in node.output if o)
 
 
-def analyze_graph(index: GraphIndex, exclude: list[str] | None = None) -> Analysis:
+def analyze_graph(index: GraphIndex, config: PruneConfig | None = None) -> Analysis:
     """Walk the graph once and return every coupling the handlers stated."""
     _check_order(index)
-    a = Analysis(index)
+    config = config or PruneConfig()
+    a = Analysis(index, config=config)
     for i, node in index.iter_nodes():
         ctx = NodeContext(a, i, node)
         handler = lookup(node.domain, node.op_type, ctx.opset)
@@ -260,7 +294,7 @@ def analyze_graph(index: GraphIndex, exclude: list[str] | None = None) -> Analys
         else:
             handler(ctx)
     _freeze_boundaries(a)
-    _freeze_excluded(a, exclude or [])
+    _freeze_excluded(a, config.exclude)
     return a
 
 

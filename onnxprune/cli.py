@@ -63,6 +63,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of channels removed in each prunable group (default 0.5)",
     )
     p.add_argument(
+        "--head-ratio",
+        type=float,
+        default=None,
+        metavar="R",
+        help="fraction of attention heads removed (default: --ratio)",
+    )
+    p.add_argument(
+        "--no-prune-heads",
+        dest="prune_heads",
+        action="store_false",
+        help="keep attention heads whole (their channels are frozen)",
+    )
+    p.add_argument(
+        "--prune-hidden",
+        action="store_true",
+        help="also prune the hidden size through LayerNorm (approximate, never by default)",
+    )
+    p.add_argument(
         "--global",
         dest="global_ranking",
         action="store_true",
@@ -198,6 +216,9 @@ def run(args: argparse.Namespace) -> int:
         validate=args.validate,
         input_shapes=dict(args.input_shape),
         seed=args.seed,
+        prune_heads=args.prune_heads,
+        head_ratio=args.head_ratio,
+        prune_hidden=args.prune_hidden,
     ).check()
     model, report = prune(args.model, config)
     files = [(args.output, lambda tmp: onnx.save(model, tmp))]

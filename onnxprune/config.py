@@ -23,7 +23,16 @@ class PruneConfig:
     validate: run checker, shape inference and onnxruntime on the result.
     input_shapes: concrete shapes for model inputs with symbolic dimensions.
     seed: seed of the random validation inputs.
+    prune_heads: remove whole attention heads where a Reshape splits a projection into
+        [heads, head_dim] (each head is one unit); off: such channels are frozen.
+    head_ratio: fraction of heads removed in head groups (default: `ratio`).
+    prune_hidden: also prune the hidden size through LayerNormalization (approximate:
+        the normalisation statistics change); never on by default.
     """
+
+    @property
+    def heads_ratio(self) -> float:
+        return self.ratio if self.head_ratio is None else self.head_ratio
 
     ratio: float = 0.5
     global_ranking: bool = False
@@ -34,11 +43,16 @@ class PruneConfig:
     validate: bool = True
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
     seed: int = 0
+    prune_heads: bool = True
+    head_ratio: float | None = None
+    prune_hidden: bool = False
 
     def check(self) -> PruneConfig:
         """Raise BadInputError naming the first unusable field; return self."""
         if not 0.0 <= self.ratio < 1.0:
             raise BadInputError(f"--ratio must be in [0, 1), got {self.ratio}")
+        if self.head_ratio is not None and not 0.0 <= self.head_ratio < 1.0:
+            raise BadInputError(f"--head-ratio must be in [0, 1), got {self.head_ratio}")
         if self.criterion not in CRITERIA:
             raise BadInputError(
                 f"unknown criterion {self.criterion!r}; choose one of {', '.join(CRITERIA)}"

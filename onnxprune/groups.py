@@ -24,6 +24,10 @@ class ChannelGroup:
     labels: list[str] = field(default_factory=list)
     blocks: list[np.ndarray] | None = None
     """Classes per block where every block must keep the same count (grouped Conv)."""
+    kind: str = "channels"
+    """"channels", or "heads" when the units are whole attention heads."""
+    approximate: list[str] = field(default_factory=list)
+    """Why removing these channels is not exact, where it is not."""
     required: list[np.ndarray] = field(default_factory=list)
     """Sets of classes of which at least one must be kept (a weight's channels, a Split
     output): a tensor with no channel left is not a tensor onnxruntime can run."""
@@ -69,6 +73,12 @@ def build_groups(a: Analysis) -> tuple[list[ChannelGroup], np.ndarray]:
             if reason is not None:
                 group.frozen[c] = reason
     result = list(groups.values())
+    for slots in a.heads:
+        groups[int(group_of[roots[slots[0]]])].kind = "heads"
+    for slots, why in a.approximate:
+        group = groups[int(group_of[roots[slots[0]]])]
+        if why not in group.approximate:
+            group.approximate.append(why)
     _attach_blocks(a, roots, group_of, groups)
     _attach_required(a, roots, group_of, groups)
     return result, roots

@@ -20,8 +20,11 @@ def _kept_target(n: int, n_drop: int, floor: int, config: PruneConfig, unit: int
 
 def _drop_counts(groups: list[ChannelGroup], scores: np.ndarray, config: PruneConfig) -> dict:
     """How many channels each group should lose before bounds: per group, or one ranking."""
+    own = {g.id: math.floor(_ratio(g, config) * g.size) for g in groups}
     if not config.global_ranking:
-        return {g.id: math.floor(config.ratio * g.size) for g in groups}
+        return own
+    heads = {g.id for g in groups if g.kind == "heads"}  # keep their own head ratio
+    groups = [g for g in groups if g.id not in heads]
     free = [[c for c in g.classes.tolist() if c not in g.frozen] for g in groups]
     pool = np.array([c for f in free for c in f], np.int64)
     owner = np.array([k for k, f in enumerate(free) for _ in f], np.int64)
@@ -35,7 +38,11 @@ def _drop_counts(groups: list[ChannelGroup], scores: np.ndarray, config: PruneCo
     n_drop = min(math.floor(config.ratio * total), len(pool))
     lowest = owner[np.lexsort((place, scores[pool]))[:n_drop]]
     counts = np.bincount(lowest, minlength=len(groups))
-    return {g.id: int(counts[k]) for k, g in enumerate(groups)}
+    return {g.id: int(counts[k]) for k, g in enumerate(groups)} | {i: own[i] for i in heads}
+
+
+def _ratio(group: ChannelGroup, config: PruneConfig) -> float:
+    return config.heads_ratio if group.kind == "heads" else config.ratio
 
 
 def _choose_free(classes: np.ndarray, frozen: dict, scores: np.ndarray, keep: int) -> np.ndarray:

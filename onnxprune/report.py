@@ -96,6 +96,10 @@ class GroupReport:
     kept: int
     frozen: list[str]
     n_frozen: int
+    kind: str = "channels"
+    """"channels", or "heads" when each unit is a whole attention head."""
+    approximate: list[str] = field(default_factory=list)
+    """Why pruning this group is not exact, when it is not (prune_hidden)."""
 
 
 @dataclass
@@ -145,10 +149,12 @@ def format_report(r: PruneReport, verbose: bool = False) -> str:
     if shown:
         lines.append(f"{'group':>6} {'channels':>9} {'kept':>6}  members")
         for g in shown:
+            kind = " [heads]" if g.kind == "heads" else ""
+            kind += " [approximate]" if g.approximate and g.kept < g.channels else ""
             members = ", ".join(g.members[:3]) + (
                 f" (+{len(g.members) - 3})" if len(g.members) > 3 else ""
             )
-            lines.append(f"{g.id:>6} {g.channels:>9} {g.kept:>6}  {members}")
+            lines.append(f"{g.id:>6} {g.channels:>9} {g.kept:>6}  {members}{kind}")
     if frozen:
         lines.append("frozen (not pruned):")
         for g in frozen[: None if verbose else 12]:
@@ -160,7 +166,13 @@ def format_report(r: PruneReport, verbose: bool = False) -> str:
         lines.append(
             f"output '{o.name}' {o.shape}: max |diff| {o.max_abs_diff:.4g}, cosine {o.cosine:.6f}"
         )
-    if r.oracle_rel_diff is not None:
+    approximate = [g for g in r.groups if g.approximate and g.kept < g.channels]
+    if approximate:
+        lines.append(
+            f"approximate: {len(approximate)} pruned group(s) change normalisation "
+            "statistics (--prune-hidden); outputs are not expected to match exactly"
+        )
+    elif r.oracle_rel_diff is not None:
         lines.append(
             f"exactness: pruned vs original with removed channels masked: "
             f"max relative diff {r.oracle_rel_diff:.2g}"

@@ -20,9 +20,9 @@ def set_entry(index: int, count: Callable[[Kept], int]) -> Callable[[np.ndarray,
     """A transform of a constant vector (a shape, split sizes, slice bounds) setting one entry."""
 
     def fn(value: np.ndarray, kept: Kept) -> np.ndarray:
-        value = value.copy()
-        value[index] = count(kept)
-        return value
+        flat = value.reshape(-1).copy()
+        flat[index] = count(kept)
+        return flat.reshape(value.shape)
 
     return fn
 

@@ -42,6 +42,38 @@ def shape_vector(index: GraphIndex, name: str, depth: int = 0) -> list[Entry] | 
     return None
 
 
+Source = tuple[int, int, int] | None
+"""Where a literal entry lives: (node index, input index, position in that constant)."""
+
+
+def literal_sources(index: GraphIndex, name: str, depth: int = 0) -> list[Source] | None:
+    """For each entry of `shape_vector(name)`, the constant use it was read from (None for
+    entries read from shapes). Rewriting that use changes the entry at run time."""
+    if depth > 16 or name not in index.producer or index.const(name) is not None:
+        return None
+    node_idx = index.producer[name]
+    node = index.nodes[node_idx]
+    if node.op_type == "Concat":
+        sources: list[Source] = []
+        for j, part in enumerate(node.input):
+            value = index.const(part)
+            if value is not None:
+                sources.extend((node_idx, j, k) for k in range(max(value.size, 1)))
+                continue
+            inner = literal_sources(index, part, depth + 1)
+            entries = shape_vector(index, part)
+            if entries is None:
+                return None
+            sources.extend(inner if inner is not None else [None] * len(entries))
+        return sources
+    if node.op_type in ("Cast", "Identity", "Squeeze", "Unsqueeze"):
+        if index.const(node.input[0]) is not None:
+            return [(node_idx, 0, 0)] if index.const(node.input[0]).size == 1 else None
+        return literal_sources(index, node.input[0], depth + 1)
+    entries = shape_vector(index, name)
+    return None if entries is None else [None] * len(entries)
+
+
 def dims_read(index: GraphIndex, shape_output: str, length: int) -> set[int] | None:
     """Which entries of a Shape node's output (`length` of them) its consumers read, or
     None if any are unknown."""

@@ -46,7 +46,12 @@ def gather(ctx: NodeContext) -> None:
         return
     axis = norm_axis(int(ctx.attr("axis", 0)), rank)
     mapping = {a: (a if a < axis else a + idx_rank - 1) for a in range(rank) if a != axis}
-    ctx.set_output(0, map_axes(ctx, ctx.layout(0), mapping, "Gather selects along this axis"))
+    out = map_axes(ctx, ctx.layout(0), mapping, "Gather selects along this axis")
+    table = ctx.const(0)
+    if ctx.options.prune_hidden and table is not None and table.ndim == 2 and axis == 0:
+        # an embedding lookup: the table's columns are the hidden size (vocabulary kept)
+        out[idx_rank] = ctx.new_channels(0, 1)
+    ctx.set_output(0, out)
 
 
 @register("Tile")

@@ -1,5 +1,6 @@
 """BatchNormalization and InstanceNormalization: per-channel parameters on axis 1.
-LayerNormalization: statistics over axes [axis, rank); channels there are frozen."""
+LayerNormalization: statistics over axes [axis, rank); channels there are frozen, or
+with prune_hidden pruned approximately (the statistics change)."""
 
 from __future__ import annotations
 
@@ -45,9 +46,29 @@ def layer_norm(ctx: NodeContext) -> None:
     first = norm_axis(int(ctx.attr("axis", -1)), rank)
     layout = {}
     for axis, slots in ctx.layout(0).items():
-        if axis >= first:
-            ctx.freeze(slots, "LayerNormalization statistics span these channels")
-        else:
+        if axis < first:
             layout[axis] = slots
+        elif ctx.options.prune_hidden and _slice_params(ctx, rank, axis, slots, (1, 2)):
+            ctx.approximate(slots, "LayerNormalization statistics change with these channels")
+            layout[axis] = slots
+        else:
+            ctx.freeze(slots, "LayerNormalization statistics span these channels")
     freeze_outputs_if_used(ctx, range(1, 3), layout, "mean / inverse std outputs are used")
     ctx.set_output(0, layout)
+
+
+def _slice_params(ctx: NodeContext, rank: int, axis: int, slots, params) -> bool:
+    """Slice the constant scale/bias inputs along `axis` (numpy-aligned); False when one
+    is computed at run time."""
+    for i in params:
+        if not ctx.has_input(i):
+            continue
+        value = ctx.const(i)
+        if value is None:
+            return False
+    for i in params:
+        value = ctx.const(i) if ctx.has_input(i) else None
+        at = axis - (rank - value.ndim) if value is not None else -1
+        if value is not None and at >= 0 and value.shape[at] == len(slots):
+            ctx.slice_input(i, at, slots)
+    return True

@@ -63,6 +63,9 @@ def reduce(ctx: NodeContext) -> None:
         if axis in layout and ctx.op_type in ZERO_NEUTRAL:
             ctx.read(0, axis, layout[axis])
             mapping[axis] = -1  # consumed: not frozen, not passed on
+        elif axis in layout and ctx.op_type == "ReduceMean" and ctx.options.prune_hidden:
+            ctx.approximate(layout[axis], "the mean over these channels changes")
+            mapping[axis] = -1  # a hand-written LayerNorm / RMSNorm statistic
     out = map_axes(ctx, layout, mapping, f"{ctx.op_type} reduces over these channels")
     out.pop(-1, None)
     ctx.set_output(0, out)

@@ -11,7 +11,7 @@ import numpy as np
 from ..analysis import Layout, NodeContext
 from ._common import ints, kept_count, map_axes, norm_axis, set_entry
 from ._registry import register
-from ._shape_values import reshape_target, shape_vector
+from ._shape_values import literal_sources, reshape_target, shape_vector
 
 
 @register("Transpose")
@@ -119,13 +119,18 @@ def axis_groups(src: list, dst: list) -> list[tuple[list[int], list[int]]] | Non
     return groups
 
 
-def _split_axis(slots: np.ndarray, dims: list[int]) -> tuple[int, np.ndarray] | None:
-    """The one output axis along which the channels vary when an axis is split into dims."""
-    grid = slots.reshape(dims)
+def _split_axis(ctx: NodeContext, slots: np.ndarray, dims: list[int]):
+    """The one output axis along which the channels vary when an axis is split into dims.
+
+    Where they vary along several (a projection split into [heads, head_dim]) and head
+    pruning is on, each index of the first axis becomes one unit: a head."""
+    grid = ctx.classes(slots).reshape(dims)
     for t in range(len(dims)):
         along = np.moveaxis(grid, t, 0).reshape(dims[t], -1)
         if (along == along[:, :1]).all():
-            return t, along[:, 0].copy()
+            return t, np.moveaxis(slots.reshape(dims), t, 0).reshape(dims[t], -1)[:, 0].copy()
+    if ctx.options.prune_heads and len(dims) > 1:
+        return 0, ctx.coarsen(slots.reshape(dims), 0)
     return None
 
 
@@ -146,7 +151,7 @@ def regroup(ctx: NodeContext, layout: Layout, src: list, dst: list) -> Layout:
             continue
         found = None
         if len(gi) == 1 and all(isinstance(dst[d], int) for d in gj):
-            found = _split_axis(layout[gi[0]], [dst[d] for d in gj])
+            found = _split_axis(ctx, layout[gi[0]], [dst[d] for d in gj])
         if found is None:
             for a in carried:
                 ctx.freeze(layout[a], f"Reshape {src} -> {dst} splits these channels")
@@ -178,15 +183,22 @@ def reshape(ctx: NodeContext) -> None:
         ctx.barrier("input or output shape is unknown")
         return
     out = regroup(ctx, layout, src, dst)
+    sources = None if target is not None else literal_sources(ctx.graph, ctx.node.input[1])
     for axis, slots in list(out.items()):
         entry = entries[axis] if entries is not None else None
         if entry == -1:
             continue
         if entry == 0 and not allowzero and axis in layout and np.array_equal(layout[axis], slots):
             continue
-        if target is not None and isinstance(entry, int) and entry > 0:
-            ctx.transform_input(1, set_entry(axis, kept_count(slots)))
-            continue
+        if isinstance(entry, int) and entry > 0:
+            if target is not None:
+                ctx.transform_input(1, set_entry(axis, kept_count(slots)))
+                continue
+            source = sources[axis] if sources is not None else None
+            if source is not None:  # a literal inside a Shape -> Concat chain
+                node_index, i, position = source
+                ctx.transform_use(node_index, i, set_entry(position, kept_count(slots)))
+                continue
         ctx.freeze(slots, "Reshape's target shape fixes this channel count at run time")
         del out[axis]
     ctx.set_output(0, out)

@@ -215,15 +215,28 @@ def test_squeeze_unsqueeze_around_gemm(opset):
     np.testing.assert_array_equal(initializer(pruned, "w2"), initializer(model, "w2")[:, cols])
 
 
-def test_reshape_splitting_channels_freezes():
-    """[1,8,8,8] -> [1,2,4,64] splits the channel axis: no one output axis carries it."""
+def _split_model():
     body = """
       [split_c] r = Reshape (a, grouped)
       b = Reshape (r, back)
     """
     weights = ", int64[4] grouped, int64[4] back"
-    model = sandwich(body, weights=weights, grouped=[1, 2, 4, 64], back=[1, 8, 8, 8])
-    pruned, report, _ = assert_exact(model)
+    return sandwich(body, weights=weights, grouped=[1, 2, 4, 64], back=[1, 8, 8, 8])
+
+
+def test_reshape_splitting_channels_prunes_whole_units():
+    """[1,8,8,8] -> [1,2,4,64]: with head pruning on, each of the 2 blocks of 4 channels
+    is one unit (as an attention head is), and the literal 2 and 8 are rewritten."""
+    pruned, report, plan = assert_exact(_split_model(), PruneConfig(ratio=0.5))
+    kept = kept_channels(plan, "conv1")
+    assert kept.tolist() in ([0, 1, 2, 3], [4, 5, 6, 7])
+    assert list(initializer(pruned, "grouped")) == [1, 1, 4, 64]
+    assert list(initializer(pruned, "back")) == [1, 4, 8, 8]
+
+
+def test_reshape_splitting_channels_freezes_without_head_pruning():
+    """[1,8,8,8] -> [1,2,4,64] splits the channel axis: no one output axis carries it."""
+    pruned, report, _ = assert_exact(_split_model(), PruneConfig(ratio=0.5, prune_heads=False))
     group = group_of(report, "conv1")
     assert (group.kept, group.n_frozen) == (8, 8)
     assert group.frozen == [
@@ -232,7 +245,7 @@ def test_reshape_splitting_channels_freezes():
     assert list(initializer(pruned, "grouped")) == [1, 2, 4, 64]
 
 
-def test_reshape_of_gemm_features_into_channels_freezes():
+def test_reshape_of_gemm_features_into_channels_freezes_without_head_pruning():
     """Gemm features [1, 8*4*4] -> [1, 8, 4, 4]: each feature is its own channel slot."""
     text = f"""
     {header(13)}
@@ -245,7 +258,7 @@ def test_reshape_of_gemm_features_into_channels_freezes():
     }}
     """
     model = build(text, shape=[1, 8, 4, 4])
-    pruned, report, _ = assert_exact(model)
+    pruned, report, _ = assert_exact(model, PruneConfig(ratio=0.5, prune_heads=False))
     group = group_of(report, "fc")
     assert (group.kept, group.n_frozen) == (128, 128)
     assert "splits these channels" in group.frozen[0]
