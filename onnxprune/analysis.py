@@ -219,6 +219,16 @@ class NodeContext:
         self._a.heads.append(moved[:, 0])
         return moved[:, 0].copy()
 
+    def new_heads(self, count: int) -> np.ndarray:
+        """`count` new units, each a whole attention head (for fused attention ops)."""
+        slots = self._a.table.new(count, f"{self.label} ({self.op_type} heads)")
+        self._a.heads.append(slots)
+        return slots
+
+    def score_by(self, i: int, axis: int, slots: np.ndarray) -> None:
+        """Score these (existing) channels by constant input i's slices along `axis`."""
+        self._a.producers.append(Producer(self.index, i, axis, slots))
+
     def approximate(self, slots: np.ndarray, why: str) -> None:
         """Removing these channels changes results beyond masking (statistics change)."""
         self._a.approximate.append((slots, f"{self._where()}: {why}"))

@@ -87,6 +87,8 @@ def infer_shapes(
     try:
         inferred = onnx.shape_inference.infer_shapes(light, data_prop=True)
     except Exception:  # inference is best effort; unknown shapes freeze what needs them
+        if input_dims:
+            return {}
         inferred = light
     shapes: dict[str, list[Dim]] = {}
     g = inferred.graph
@@ -114,7 +116,9 @@ def constant_node_value(node: onnx.NodeProto) -> np.ndarray | None:
 class GraphIndex:
     """Producers, consumers, constants and inferred shapes of a model's main graph."""
 
-    def __init__(self, model: onnx.ModelProto) -> None:
+    def __init__(
+        self, model: onnx.ModelProto, input_dims: dict[str, list[int]] | None = None
+    ) -> None:
         self.model = model
         graph = model.graph
         self.nodes = list(graph.node)
@@ -138,7 +142,11 @@ class GraphIndex:
         self.graph_outputs = [o.name for o in graph.output]
         self.opsets = {o.domain or "": o.version for o in model.opset_import}
         self.opsets.setdefault("ai.onnx", self.opsets.get("", 1))
-        self.shapes = infer_shapes(model)
+        # Concrete input dims let shape inference fold the shape arithmetic exporters
+        # write; nothing inferred is written back, so symbolic dims stay symbolic.
+        self.shapes = infer_shapes(model, input_dims) if input_dims else {}
+        if not self.shapes:
+            self.shapes = infer_shapes(model)
         self._cache: dict[str, np.ndarray] = {}
 
     def opset(self, domain: str = "") -> int:

@@ -94,6 +94,8 @@ def _split_by(values: np.ndarray, keys: np.ndarray) -> dict[int, np.ndarray]:
 def _attach_blocks(a: Analysis, roots, group_of, groups: dict[int, ChannelGroup]) -> None:
     """Give each group its equal-count blocks; freeze a group whose blocks conflict."""
     for constraint in a.constraints:
+        if _always_equal([roots[b] for b in constraint.blocks]):
+            continue  # every class spans the blocks alike (fused QKV split into heads)
         blocks = [np.unique(roots[b]) for b in constraint.blocks]
         group = groups[int(group_of[blocks[0][0]])]
         flat = np.concatenate(blocks)
@@ -107,6 +109,17 @@ def _attach_blocks(a: Analysis, roots, group_of, groups: dict[int, ChannelGroup]
         why = f"{constraint.why}: block structure conflicts with another constraint"
         for c in group.classes.tolist():
             group.frozen.setdefault(c, why)
+
+
+def _always_equal(blocks: list[np.ndarray]) -> bool:
+    """Whether each block holds the same classes the same number of times, so any plan
+    keeps equal counts in every block."""
+    first = np.unique(blocks[0], return_counts=True)
+    for block in blocks[1:]:
+        other = np.unique(block, return_counts=True)
+        if not (np.array_equal(first[0], other[0]) and np.array_equal(first[1], other[1])):
+            return False
+    return True
 
 
 def _attach_required(a: Analysis, roots, group_of, groups: dict[int, ChannelGroup]) -> None:

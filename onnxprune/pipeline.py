@@ -21,7 +21,7 @@ from .oracle import masked_model
 from .planner import ensure_nonempty, plan
 from .report import GroupReport, PruneReport, layer_costs
 from .scoring import normalise, score
-from .validate import check, compare, input_feeds, run
+from .validate import check, compare, input_dims, input_feeds, run
 
 ModelLike = onnx.ModelProto | str | os.PathLike
 
@@ -72,7 +72,7 @@ class Plan:
 
 def make_plan(model: onnx.ModelProto, config: PruneConfig) -> Plan:
     """Analyze `model` (not modified) and choose the channels to keep."""
-    index = GraphIndex(model)
+    index = GraphIndex(model, input_dims(model, config.input_shapes))
     if index.opset() < 7:
         raise UnsupportedModelError(f"opset {index.opset()} is too old; onnxprune reads 7 to 23")
     analysis = analyze_graph(index, config)

@@ -21,34 +21,42 @@ class OutputDiff:
     cosine: float
 
 
+def input_dims(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> dict[str, list[int]]:
+    """Concrete dims of every graph input: `shapes` where given, else the declared size,
+    1 for a symbolic first dim and DEFAULT_DIM for other symbolic dims."""
+    initializers = {t.name for t in model.graph.initializer}
+    dims = {}
+    for vi in model.graph.input:
+        if vi.name in initializers:
+            continue
+        if vi.name in shapes:
+            dims[vi.name] = list(shapes[vi.name])
+            continue
+        dims[vi.name] = [
+            d.dim_value if d.dim_value > 0 else (1 if k == 0 else DEFAULT_DIM)
+            for k, d in enumerate(vi.type.tensor_type.shape.dim)
+        ]
+    unknown = set(shapes) - set(dims)
+    if unknown:
+        raise BadInputError(f"--input-shape names no model input: {', '.join(sorted(unknown))}")
+    return dims
+
+
 def input_feeds(
     model: onnx.ModelProto, shapes: dict[str, list[int]], seed: int
 ) -> dict[str, np.ndarray]:
     """Random inputs for every graph input; symbolic dims from `shapes` or defaults."""
     rng = np.random.default_rng(seed)
-    initializers = {t.name for t in model.graph.initializer}
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in model.graph.input}
     feeds = {}
-    for vi in model.graph.input:
-        if vi.name in initializers:
-            continue
-        tensor_type = vi.type.tensor_type
-        if vi.name in shapes:
-            dims = list(shapes[vi.name])
-        else:
-            dims = [
-                d.dim_value if d.dim_value > 0 else (1 if k == 0 else DEFAULT_DIM)
-                for k, d in enumerate(tensor_type.shape.dim)
-            ]
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)
+    for name, dims in input_dims(model, shapes).items():
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(types[name])
         if np.issubdtype(dtype, np.floating):
-            feeds[vi.name] = rng.standard_normal(dims).astype(dtype)
+            feeds[name] = rng.standard_normal(dims).astype(dtype)
         elif dtype == np.bool_:
-            feeds[vi.name] = rng.random(dims) > 0.5
+            feeds[name] = rng.random(dims) > 0.5
         else:
-            feeds[vi.name] = rng.integers(0, 2, size=dims).astype(dtype)
-    unknown = set(shapes) - set(feeds)
-    if unknown:
-        raise BadInputError(f"--input-shape names no model input: {', '.join(sorted(unknown))}")
+            feeds[name] = rng.integers(0, 2, size=dims).astype(dtype)
     return feeds
 
 

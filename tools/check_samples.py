@@ -25,6 +25,19 @@ def dims(value: onnx.ValueInfoProto) -> list[int | str]:
     return [d.dim_value or d.dim_param for d in value.type.tensor_type.shape.dim]
 
 
+def random_feed(sess: ort.InferenceSession) -> dict[str, np.ndarray]:
+    """Seeded inputs: symbolic dims become 2, integer inputs (token ids, masks) are ones."""
+    rng = np.random.default_rng(0)
+    feed = {}
+    for i in sess.get_inputs():
+        shape = [d if isinstance(d, int) else 2 for d in i.shape]
+        if i.type == "tensor(int64)":
+            feed[i.name] = np.ones(shape, dtype=np.int64)
+        else:
+            feed[i.name] = rng.standard_normal(shape).astype(np.float32)
+    return feed
+
+
 def check_file(path: Path) -> dict[str, object]:
     """Validate and run one model; return its summary row."""
     model = onnx.load(str(path))
@@ -33,12 +46,7 @@ def check_file(path: Path) -> dict[str, object]:
     if size >= MAX_BYTES:
         raise RuntimeError(f"{path.name} is {size} bytes (>= 1 MB)")
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    feed = {
-        i.name: rng.standard_normal([int(d) for d in i.shape]).astype(np.float32)
-        for i in sess.get_inputs()
-    }
-    outs = sess.run(None, feed)
+    outs = sess.run(None, random_feed(sess))
     if not all(np.all(np.isfinite(o)) for o in outs):
         raise RuntimeError(f"{path.name}: non-finite output")
     ops = Counter(n.op_type for n in model.graph.node)

@@ -33,6 +33,14 @@ def shape_vector(index: GraphIndex, name: str, depth: int = 0) -> list[Entry] | 
     if op == "Concat":
         parts = [shape_vector(index, n, depth + 1) for n in node.input]
         return None if any(p is None for p in parts) else [e for p in parts for e in p]
+    if op == "Slice" and len(node.input) >= 3:
+        data = shape_vector(index, node.input[0], depth + 1)
+        bounds = [index.const(n) if n else None for n in node.input[1:5]]
+        if data is None or bounds[0] is None or bounds[1] is None:
+            return None
+        if any(b is not None and ints(b) not in ([0], [1]) for b in bounds[2:]):
+            return None  # another axis, or a step other than 1
+        return data[ints(bounds[0])[0] : ints(bounds[1])[0]]
     if op == "Gather":
         data = shape_vector(index, node.input[0], depth + 1)
         picks = index.const(node.input[1])

@@ -5,8 +5,8 @@ from __future__ import annotations
 from ..analysis import NodeContext
 from ._common import ints, kept_count, map_axes, norm_axis, set_entry
 from ._registry import register
-from ._shape_math import feeds_only_slice_bounds
-from ._shape_values import dims_read
+from ._shape_math import evaluate, feeds_only_shape_targets, guard_reads
+from ._shape_values import dims_read, literal_sources
 
 
 @register("Shape")
@@ -24,8 +24,8 @@ def shape(ctx: NodeContext) -> None:
         return
     start = min(max(norm_axis(int(ctx.attr("start", 0)), rank), 0), rank)
     end = min(max(norm_axis(int(ctx.attr("end", rank)), rank), 0), rank)
-    if feeds_only_slice_bounds(ctx.graph, ctx.node.output[0]):
-        return  # each Slice proves its bounds follow the pruned count, or freezes
+    if feeds_only_shape_targets(ctx.graph, ctx.node.output[0]):
+        return  # each Slice / Reshape / Expand proves its sizes follow, or freezes
     read = dims_read(ctx.graph, ctx.node.output[0], max(end - start, 0))
     for axis, slots in layout.items():
         listed = start <= axis < end
@@ -68,23 +68,74 @@ def tile(ctx: NodeContext) -> None:
 
 @register("Expand")
 def expand(ctx: NodeContext) -> None:
+    """Broadcast to a target shape: a channel axis keeps its place (right-aligned); a
+    target entry equal to the channel count is rewritten, or follows at run time."""
     layout, rank = ctx.layout(0), ctx.rank(0)
     target = ctx.const(1)
+    dynamic = target is None
+    dims = ints(target) if target is not None else _target_now(ctx)
+    _refine_shape(ctx, dims)
     if not layout:
+        if dynamic:
+            guard_reads(ctx, 1, {})
         return
-    if target is None or rank is None:
-        ctx.barrier("the target shape is computed at run time")
+    if dims is None or rank is None:
+        ctx.barrier("the target shape cannot be told")
+        if dynamic:
+            guard_reads(ctx, 1, {})
         return
-    dims = ints(target)
-    shift = max(rank, len(dims)) - rank
-    out = {}
-    for axis, slots in layout.items():
-        k = axis + shift - (max(rank, len(dims)) - len(dims))
+    out_rank = max(rank, len(dims))
+    shift = out_rank - rank
+    out = {axis + shift: slots for axis, slots in layout.items()}
+    following = guard_reads(ctx, 1, out) if dynamic else set()
+    sources = literal_sources(ctx.graph, ctx.node.input[1]) if dynamic else None
+    for axis, slots in list(out.items()):
+        k = axis - (out_rank - len(dims))
         entry = dims[k] if k >= 0 else 1
-        if entry not in (1, len(slots)):
-            ctx.freeze(slots, "Expand target disagrees with the channel count")
+        if k in following or entry == 1 or (entry == len(slots) == 1):
             continue
-        if entry == len(slots) and entry > 1:
+        if entry == len(slots) and not dynamic:
             ctx.transform_input(1, set_entry(k, kept_count(slots)))
-        out[axis + shift] = slots
+            continue
+        source = sources[k] if sources is not None and k < len(sources) else None
+        if entry == len(slots) and source is not None:
+            node_index, i, position = source
+            ctx.transform_use(node_index, i, set_entry(position, kept_count(slots)))
+            continue
+        ctx.freeze(slots, "Expand's target fixes this channel count")
+        del out[axis]
     ctx.set_output(0, out)
+
+
+def _refine_shape(ctx: NodeContext, dims: list[int] | None) -> None:
+    """Record the output shape (input broadcast to the target) where inference lost it."""
+    shape, out = ctx.shape(0), ctx.out_shape(0)
+    if dims is None or shape is None or (out and all(isinstance(d, int) for d in out)):
+        return
+    rank = max(len(shape), len(dims))
+    a = [1] * (rank - len(shape)) + list(shape)
+    b = [1] * (rank - len(dims)) + list(dims)
+    merged = [y if x == 1 else x for x, y in zip(a, b, strict=True)]
+    if all(isinstance(d, int) for d in merged):
+        ctx.refine_output_shape(0, merged)
+
+
+def _target_now(ctx: NodeContext) -> list[int] | None:
+    """The run-time target as the unpruned model computes it (symbolic dims probed)."""
+    shape = ctx.out_shape(0)
+    if shape is not None and all(isinstance(d, int) for d in shape):
+        return [int(d) for d in shape]
+    value = evaluate(ctx.graph, ctx.node.input[1], _probe_dims(ctx), set())
+    return None if value is None else ints(value)
+
+
+def _probe_dims(ctx: NodeContext):
+    def dims(tensor: str, axis: int):
+        lay = ctx.layout_of(tensor)
+        if axis in lay:
+            return len(lay[axis])
+        shape = ctx.graph.shape(tensor)
+        size = shape[axis] if shape is not None and axis < len(shape) else None
+        return size if isinstance(size, int) else 3
+
+    return dims

@@ -11,6 +11,7 @@ import numpy as np
 from ..analysis import Layout, NodeContext
 from ._common import ints, kept_count, map_axes, norm_axis, set_entry
 from ._registry import register
+from ._shape_math import guard_reads
 from ._shape_values import literal_sources, reshape_target, shape_vector
 
 
@@ -160,31 +161,44 @@ def regroup(ctx: NodeContext, layout: Layout, src: list, dst: list) -> Layout:
     return out
 
 
-def _all_known(dims, rank: int) -> bool:
-    return dims is not None and len(dims) == rank and all(d is not None for d in dims)
+def _all_known(dims, rank: int, src: list) -> bool:
+    """Whether every output dim is a size, or a symbol the input shape also has (a fresh
+    symbol from shape inference tells nothing about how the axes regroup)."""
+    return (
+        dims is not None
+        and len(dims) == rank
+        and all(d is not None and (not isinstance(d, str) or d in src) for d in dims)
+    )
 
 
 @register("Reshape")
 def reshape(ctx: NodeContext) -> None:
     layout = ctx.layout(0)
+    target = ctx.const(1)
     if not layout:
+        if target is None:
+            guard_reads(ctx, 1, {})
         return
     src, dst = ctx.shape(0), ctx.out_shape(0)
-    target = ctx.const(1)
     entries = ints(target) if target is not None else shape_vector(ctx.graph, ctx.node.input[1])
     allowzero = int(ctx.attr("allowzero", 0))
-    if src is not None and entries is not None and not _all_known(dst, len(entries)):
+    if src is not None and entries is not None and not _all_known(dst, len(entries), src):
         told = reshape_target(ctx.graph, src, entries, bool(allowzero))
         if dst is not None and len(dst) == len(told):
-            told = [d if d is not None else t for d, t in zip(dst, told, strict=True)]
+            told = [t if t is not None else d for d, t in zip(dst, told, strict=True)]
         dst = told
         ctx.refine_output_shape(0, dst)  # for the handlers downstream
     if src is None or dst is None:
         ctx.barrier("input or output shape is unknown")
+        if target is None:
+            guard_reads(ctx, 1, {})
         return
     out = regroup(ctx, layout, src, dst)
     sources = None if target is not None else literal_sources(ctx.graph, ctx.node.input[1])
+    following = guard_reads(ctx, 1, out) if target is None else set()
     for axis, slots in list(out.items()):
+        if axis in following:
+            continue  # read from a pruned tensor's shape at run time: follows by itself
         entry = entries[axis] if entries is not None else None
         if entry == -1:
             continue

@@ -121,8 +121,9 @@ def test_expand_of_a_pooled_tensor(target, rewritten):
     assert list(initializer(pruned, "target")) == rewritten
 
 
-def test_expand_to_a_run_time_shape_freezes():
-    """Expand(g, Shape(a)): the target holds a's channel count, read at run time."""
+def test_expand_to_a_run_time_shape_follows_the_pruned_count():
+    """Expand(g, Shape(a)): the target holds a's channel count, read at run time, so it
+    follows the pruning by itself (proven by evaluating the target per kept count)."""
     body = """
       g = GlobalAveragePool (a)
       [shape] s = Shape (a)
@@ -131,6 +132,21 @@ def test_expand_to_a_run_time_shape_freezes():
     """
     pruned, report, _ = assert_exact(sandwich(body))
     group = group_of(report, "conv1")
-    assert (group.kept, group.n_frozen) == (8, 8)
-    assert "Shape 'shape': its channel count is read at run time" in group.frozen
-    assert initializer(pruned, "w1").shape == (8, 3, 3, 3)
+    assert (group.kept, group.n_frozen) == (4, 0)
+    assert initializer(pruned, "w1").shape == (4, 3, 3, 3)
+
+
+def test_expand_reading_another_count_freezes():
+    """Expand(g, Shape(o)) where o's channels are another group's: cannot be proven."""
+    body = """
+      g = GlobalAveragePool (a)
+      [other] o = Conv (x, wo)
+      [shape] s = Shape (o)
+      e = Expand (g, s)
+      b = Mul (a, e)
+      c = Add (b, o)
+    """
+    model = sandwich(body, weights=", float[8,3,1,1] wo", tail="[conv2] y = Conv (c, w2)")
+    pruned, report, _ = assert_exact(model)
+    group = group_of(report, "other")
+    assert group.kept == group.channels == 8

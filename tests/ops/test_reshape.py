@@ -119,8 +119,9 @@ def test_view_pattern_oracle():
     assert_exact(_view_model("1"))
 
 
-def test_view_reading_the_channel_count_freezes():
-    """x.view(x.size(0), x.size(1), -1) reads C at run time: C cannot change."""
+def test_view_reading_the_channel_count_follows_it():
+    """x.view(x.size(0), x.size(1), -1) reads C at run time, so the target follows the
+    pruned count by itself; the later literal 512 (C*64) is rewritten."""
     body = """
       s = Shape (a)
       nc = Gather <axis=0> (s, first_two)
@@ -135,9 +136,9 @@ def test_view_reading_the_channel_count_freezes():
     )  # fmt: skip
     pruned, report, _ = assert_exact(model)
     group = group_of(report, "conv1")
-    assert (group.kept, group.n_frozen) == (8, 8)
-    assert "its channel count is read at run time" in group.frozen[0]
-    assert initializer(pruned, "wf").shape == (512, 10)
+    assert (group.kept, group.n_frozen) == (4, 0)
+    assert list(initializer(pruned, "flat")) == [1, 256]
+    assert initializer(pruned, "wf").shape == (256, 10)
 
 
 def test_unflatten_rewrites_the_literal_channel_count():
