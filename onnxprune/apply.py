@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 
 from .analysis import Analysis, Kept
+from .graph import refresh_value_info
 
 
 def apply_plan(a: Analysis, keep_slot: np.ndarray) -> None:
@@ -27,10 +28,10 @@ def apply_plan(a: Analysis, keep_slot: np.ndarray) -> None:
         uses[index.nodes[node_idx].input[i]].append((node_idx, i))
     for name, sites in uses.items():
         _rewrite_constant(a, name, sites, kept)
-    _drop_stale_value_info(a, set(a.layouts) | set(uses))
     for node_idx, fns in a.node_edits.items():
         for fn in fns:
             fn(index.nodes[node_idx], kept)
+    refresh_value_info(index.model)
 
 
 def _rewrite_constant(a: Analysis, name: str, sites: list, kept: Kept) -> None:
@@ -64,14 +65,6 @@ def _rewrite_constant(a: Analysis, name: str, sites: list, kept: Kept) -> None:
         index.add_initializer(new_name, value)
         for node_idx, i in holders:
             index.nodes[node_idx].input[i] = new_name
-
-
-def _drop_stale_value_info(a: Analysis, stale: set[str]) -> None:
-    graph = a.index.model.graph
-    keep = [vi for vi in graph.value_info if vi.name not in stale]
-    if len(keep) != len(graph.value_info):
-        del graph.value_info[:]
-        graph.value_info.extend(keep)
 
 
 def count_params(model: onnx.ModelProto) -> int:

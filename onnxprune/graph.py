@@ -51,15 +51,11 @@ def _dims(type_proto: onnx.TypeProto) -> list[Dim] | None:
     ]
 
 
-def infer_shapes(
-    model: onnx.ModelProto, input_dims: dict[str, list[int]] | None = None
-) -> dict[str, list[Dim]]:
-    """Shapes of every tensor shape inference can reach (None for unknown dims).
-
-    Runs on a light copy whose large initializers are typed graph inputs, so the
-    weights are not serialised for the C++ inference pass. `input_dims` fixes the
-    dimensions of graph inputs.
-    """
+def _inferred(
+    model: onnx.ModelProto, input_dims: dict[str, list[int]] | None, value_info: bool
+) -> onnx.ModelProto | None:
+    """Shape inference on a light copy whose large initializers are typed graph inputs,
+    so the weights are not serialised for the C++ pass; None if inference fails."""
     light = onnx.ModelProto()
     light.ir_version = model.ir_version
     light.opset_import.extend(model.opset_import)
@@ -75,7 +71,8 @@ def infer_shapes(
             for size in input_dims[vi.name]:
                 dims.add().dim_value = int(size)
     light.graph.output.extend(graph.output)
-    light.graph.value_info.extend(graph.value_info)
+    if value_info:
+        light.graph.value_info.extend(graph.value_info)
     declared = {i.name for i in graph.input}
     for init in graph.initializer:
         if int(np.prod(init.dims, dtype=np.int64)) <= _LIGHT_LIMIT:
@@ -85,11 +82,25 @@ def infer_shapes(
                 helper.make_tensor_value_info(init.name, init.data_type, list(init.dims))
             )
     try:
-        inferred = onnx.shape_inference.infer_shapes(light, data_prop=True)
+        return onnx.shape_inference.infer_shapes(light, data_prop=True)
     except Exception:  # inference is best effort; unknown shapes freeze what needs them
+        return None
+
+
+def infer_shapes(
+    model: onnx.ModelProto, input_dims: dict[str, list[int]] | None = None
+) -> dict[str, list[Dim]]:
+    """Shapes of every tensor shape inference can reach (None for unknown dims).
+
+    `input_dims` fixes the dimensions of graph inputs. Empty if inference fails with
+    them; without them a failure gives what the model itself declares.
+    """
+    graph = model.graph
+    inferred = _inferred(model, input_dims, value_info=True)
+    if inferred is None:
         if input_dims:
             return {}
-        inferred = light
+        inferred = model
     shapes: dict[str, list[Dim]] = {}
     g = inferred.graph
     for vi in list(g.input) + list(g.value_info) + list(g.output):
@@ -99,6 +110,19 @@ def infer_shapes(
     for init in graph.initializer:
         shapes[init.name] = list(init.dims)
     return shapes
+
+
+def refresh_value_info(model: onnx.ModelProto) -> None:
+    """Re-infer the value_info entries the model declares (shapes change with pruning);
+    an entry inference cannot reach any more is dropped."""
+    graph = model.graph
+    names = [vi.name for vi in graph.value_info]
+    if not names:
+        return
+    del graph.value_info[:]
+    inferred = _inferred(model, None, value_info=False)
+    found = {vi.name: vi for vi in inferred.graph.value_info} if inferred is not None else {}
+    graph.value_info.extend(found[name] for name in names if name in found)
 
 
 def constant_node_value(node: onnx.NodeProto) -> np.ndarray | None:

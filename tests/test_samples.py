@@ -92,3 +92,20 @@ def test_plan_is_independent_of_the_validation_sizes():
         for b, s in [(1, 7), (4, 33)]
     ]
     assert np.array_equal(kept[0], kept[1])
+
+
+@pytest.mark.parametrize("name", ["vit_tiny", "vit_tiny_dynamo", "gpt_tiny", "gpt_tiny_dynamo"])
+def test_prune_hidden_shrinks_the_residual_stream(name):
+    """--prune-hidden: the hidden size (class token and position embedding included)
+    is pruned, reported approximate, and the model keeps its output shapes."""
+    model = onnx.load(SAMPLES / f"{name}.onnx")
+    pruned, report = prune(
+        model, PruneConfig(ratio=0.5, prune_hidden=True, input_shapes=_shapes(model, 1, 7))
+    )
+    hidden = [g for g in report.groups if g.approximate]
+    assert len(hidden) == 1 and hidden[0].kept == hidden[0].channels // 2, report.to_text()
+    assert "approximate" in report.to_text()
+    feeds = input_feeds(model, _shapes(model, 2, 9), seed=0)
+    got = run(pruned.SerializeToString(), feeds)
+    expected = run(model.SerializeToString(), feeds)
+    assert {k: v.shape for k, v in got.items()} == {k: v.shape for k, v in expected.items()}

@@ -60,6 +60,39 @@ def map_axes(ctx: NodeContext, layout: Layout, mapping: dict[int, int | None], w
     return out
 
 
+def slice_through(ctx: NodeContext, name: str, axis: int, slots: np.ndarray) -> bool:
+    """Slice the constant behind `name` when `name` is that constant passed through
+    Identity, Cast or an Expand that broadcasts other axes (ViT's class token,
+    `cls.expand(B, -1, -1)`); False when it is anything else."""
+    index = ctx.graph
+    for _ in range(8):
+        node_idx = index.producer.get(name)
+        if node_idx is None:
+            return False
+        node = index.nodes[node_idx]
+        if node.op_type not in ("Identity", "Cast", "Expand") or len(index.consumers[name]) != 1:
+            return False
+        source = node.input[0]
+        src_shape, out_shape = index.shape(source), index.shape(name)
+        if src_shape is None or out_shape is None:
+            return False
+        axis -= len(out_shape) - len(src_shape)  # Expand may add leading axes
+        if axis < 0 or src_shape[axis] != len(slots):
+            return False
+        if index.const(source) is not None:
+            ctx.transform_use(node_idx, 0, _take(axis, slots))
+            return True
+        name = source
+    return False
+
+
+def _take(axis: int, slots: np.ndarray):
+    def fn(value: np.ndarray, kept: Kept) -> np.ndarray:
+        return np.compress(kept(slots), value, axis=axis)
+
+    return fn
+
+
 def broadcast(ctx: NodeContext, inputs: list[int], skip_axis: int | None = None) -> Layout:
     """Couple the channel axes of inputs combined with numpy broadcasting.
 
@@ -102,6 +135,8 @@ def broadcast(ctx: NodeContext, inputs: list[int], skip_axis: int | None = None)
                 continue
             if ctx.const(i) is not None and dim == len(slots):
                 ctx.slice_input(i, axis, slots)
+            elif dim == len(slots) and slice_through(ctx, ctx.node.input[i], axis, slots):
+                pass
             else:
                 name = ctx.node.input[i]
                 ctx.freeze(slots, f"operand '{name}' has {dim} channels that cannot be sliced")
