@@ -18,6 +18,7 @@ import onnx
 from .config import PruneConfig
 from .errors import BadInputError
 from .graph import GraphIndex, node_label
+from .linear import LinearForm
 from .ops._registry import lookup
 from .slots import SlotTable
 
@@ -48,6 +49,8 @@ class Reader:
     input_index: int
     axis: int
     slots: np.ndarray
+    form: LinearForm | None = None
+    """How the node computes from these channels, where it is linear in them."""
 
 
 @dataclass
@@ -237,9 +240,10 @@ class NodeContext:
         """The node (attributes) is rewritten by fn(node, kept) after planning."""
         self._a.node_edits.setdefault(self.index, []).append(fn)
 
-    def read(self, i: int, axis: int, slots: np.ndarray) -> None:
-        """This node consumes input i's channels along `axis` (masked in the oracle)."""
-        self._a.readers.append(Reader(self.index, i, axis, slots))
+    def read(self, i: int, axis: int, slots: np.ndarray, form: LinearForm | None = None) -> None:
+        """This node consumes input i's channels along `axis` (masked in the oracle);
+        `form` says how its output is linear in them (for data-aware scores and refits)."""
+        self._a.readers.append(Reader(self.index, i, axis, slots, form))
         self._a.node_slots.setdefault(self.index, []).append(slots)
 
     def stat(self, kind: str, i: int, slots: np.ndarray) -> None:

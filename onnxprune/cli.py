@@ -63,6 +63,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of channels removed in each prunable group (default 0.5)",
     )
     p.add_argument(
+        "--calib",
+        metavar="DATA",
+        help="calibration data: .npz or a folder of .npy files named like the model inputs "
+        "(first axis = samples)",
+    )
+    p.add_argument(
+        "--calib-random", type=int, default=0, metavar="N", help="N random calibration samples"
+    )
+    p.add_argument(
+        "--calib-batch", type=int, default=8, metavar="B", help="samples per onnxruntime run"
+    )
+    p.add_argument(
+        "--reconstruct",
+        choices=("auto", "lsq", "bias", "none"),
+        default="auto",
+        help="refit the readers of removed channels on the calibration data (auto: lsq "
+        "when calibration data is given)",
+    )
+    p.add_argument(
+        "--ridge",
+        type=float,
+        default=0.1,
+        help="how strongly the least-squares refit stays near the original weights",
+    )
+    p.add_argument(
         "--head-ratio",
         type=float,
         default=None,
@@ -219,6 +244,11 @@ def run(args: argparse.Namespace) -> int:
         prune_heads=args.prune_heads,
         head_ratio=args.head_ratio,
         prune_hidden=args.prune_hidden,
+        calib=args.calib,
+        calib_random=args.calib_random,
+        calib_batch=args.calib_batch,
+        reconstruct=args.reconstruct,
+        ridge=args.ridge,
     ).check()
     model, report = prune(args.model, config)
     files = [(args.output, lambda tmp: onnx.save(model, tmp))]

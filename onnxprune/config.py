@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 
 from .errors import BadInputError
 
-CRITERIA = ("l2", "l1", "bn_gamma")
+CRITERIA = ("l2", "l1", "bn_gamma", "activation", "wanda")
+DATA_AWARE = ("activation", "wanda")
+RECONSTRUCT = ("auto", "lsq", "bias", "none")
 
 
 @dataclass
@@ -28,7 +30,27 @@ class PruneConfig:
     head_ratio: fraction of heads removed in head groups (default: `ratio`).
     prune_hidden: also prune the hidden size through LayerNormalization (approximate:
         the normalisation statistics change); never on by default.
+    calib: calibration data: an .npz path, a folder of .npy files, or {input: array}
+        (first axis = samples). calib_random: that many random samples instead.
+    calib_batch: samples per onnxruntime run while collecting statistics.
+    reconstruct: refit the readers of removed channels on the calibration data: "lsq"
+        (ridge least squares, falling back to bias compensation where there are too
+        few samples), "bias" (bias compensation), "none"; "auto" = lsq with calibration
+        data, none without.
+    ridge: strength of the least-squares refit's pull toward the original weights,
+        relative to the mean input variance.
     """
+
+    @property
+    def has_calibration(self) -> bool:
+        return self.calib is not None or self.calib_random > 0
+
+    @property
+    def refit(self) -> str:
+        """The reconstruction actually used: lsq, bias or none."""
+        if self.reconstruct == "auto":
+            return "lsq" if self.has_calibration else "none"
+        return self.reconstruct
 
     @property
     def heads_ratio(self) -> float:
@@ -46,6 +68,11 @@ class PruneConfig:
     prune_heads: bool = True
     head_ratio: float | None = None
     prune_hidden: bool = False
+    calib: str | dict | None = None
+    calib_random: int = 0
+    calib_batch: int = 8
+    reconstruct: str = "auto"
+    ridge: float = 0.1
 
     def check(self) -> PruneConfig:
         """Raise BadInputError naming the first unusable field; return self."""
@@ -57,6 +84,16 @@ class PruneConfig:
             raise BadInputError(
                 f"unknown criterion {self.criterion!r}; choose one of {', '.join(CRITERIA)}"
             )
+        if self.criterion in DATA_AWARE and not self.has_calibration:
+            raise BadInputError(
+                f"--criterion {self.criterion} needs calibration data (--calib or --calib-random)"
+            )
+        if self.reconstruct not in RECONSTRUCT:
+            raise BadInputError(f"--reconstruct must be one of {', '.join(RECONSTRUCT)}")
+        if self.refit != "none" and not self.has_calibration:
+            raise BadInputError(f"--reconstruct {self.reconstruct} needs calibration data")
+        if self.ridge < 0 or self.calib_batch < 1:
+            raise BadInputError("--ridge must be >= 0 and the calibration batch >= 1")
         if self.round_to < 1:
             raise BadInputError(f"--round-to must be a positive integer, got {self.round_to}")
         if self.min_channels < 1:

@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 from onnx.checker import ValidationError as OnnxCheckerError
 
+from .activations import capture
 from .analysis import Analysis, analyze_graph
 from .apply import apply_plan, count_params
+from .calib import (
+    Calibration,
+    batch_size,
+    check_arrays,
+    load_calibration,
+    random_calibration,
+)
 from .config import PruneConfig
 from .errors import BadInputError, UnsupportedModelError, ValidationError
 from .graph import GraphIndex
 from .groups import ChannelGroup, build_groups
 from .oracle import masked_model
 from .planner import ensure_nonempty, plan
+from .reconstruct import ensure_biases, refit
 from .report import GroupReport, PruneReport, layer_costs
 from .scoring import normalise, score
 from .validate import check, compare, input_dims, input_feeds, run
@@ -55,6 +64,8 @@ class Plan:
     groups: list[ChannelGroup]
     roots: np.ndarray
     keep_slot: np.ndarray
+    stats: list | None = None
+    """Calibration statistics per reader, when calibration data was given."""
 
     def kept(self, slots: np.ndarray) -> np.ndarray:
         return self.keep_slot[self.roots[slots]]
@@ -70,14 +81,20 @@ class Plan:
         return [(r.node, r.input_index, r.axis, self.kept(r.slots)) for r in self.analysis.readers]
 
 
-def make_plan(model: onnx.ModelProto, config: PruneConfig) -> Plan:
-    """Analyze `model` (not modified) and choose the channels to keep."""
+def make_plan(
+    model: onnx.ModelProto, config: PruneConfig, calib: Calibration | None = None
+) -> Plan:
+    """Analyze `model` (not modified) and choose the channels to keep; with calibration
+    data, the readers' statistics are collected too (for data-aware scores and refits)."""
     index = GraphIndex(model, input_dims(model, config.input_shapes))
     if index.opset() < 7:
         raise UnsupportedModelError(f"opset {index.opset()} is too old; onnxprune reads 7 to 23")
     analysis = analyze_graph(index, config)
     groups, roots = build_groups(analysis)
-    scores = score(analysis, roots, config.criterion)
+    stats = None
+    if calib is not None:
+        stats = capture(model, analysis.readers, calib, gram=config.refit == "lsq")
+    scores = score(analysis, roots, config.criterion, stats)
     if config.global_ranking:
         scores = normalise(scores, groups)
     keep_class = plan(groups, scores, len(analysis.table), config)
@@ -85,7 +102,24 @@ def make_plan(model: onnx.ModelProto, config: PruneConfig) -> Plan:
         np.arange(s.first, s.first + s.size) for s in analysis.table.spaces
     ]
     ensure_nonempty(keep_class, roots, scores, required)
-    return Plan(analysis, groups, roots, keep_class[roots])
+    return Plan(analysis, groups, roots, keep_class[roots], stats)
+
+
+def calibration(model: onnx.ModelProto, config: PruneConfig) -> Calibration | None:
+    """The calibration data the config names, checked against the model's inputs."""
+    if config.calib is None and not config.calib_random:
+        return None
+    if isinstance(config.calib, dict):
+        check_arrays(model, config.calib, "calibration data")
+        arrays = config.calib
+    elif config.calib is not None:
+        arrays = load_calibration(model, os.fspath(config.calib))
+    else:
+        arrays = random_calibration(model, config.calib_random, config.input_shapes, config.seed)
+    size, fixed = batch_size(model, config.calib_batch)
+    if fixed and len(next(iter(arrays.values()))) < size:
+        raise BadInputError(f"calibration data: the model runs {size} samples at a time")
+    return Calibration(arrays, size, fixed)
 
 
 def prune(
@@ -99,11 +133,11 @@ def prune(
     config = (config or PruneConfig()).check()
     timer = _Timer()
     model = load_model(source)
+    original_bytes = model.SerializeToString() if config.validate else None
+    calib = calibration(model, config)
     timer.lap("load")
     feeds = reference = None
-    original_bytes = None
     if config.validate:
-        original_bytes = model.SerializeToString()
         feeds = input_feeds(model, config.input_shapes, config.seed)
         try:
             reference = run(original_bytes, feeds)
@@ -113,34 +147,64 @@ def prune(
     dims = {k: list(v.shape) for k, v in feeds.items()} if feeds else dict(config.input_shapes)
     before = layer_costs(model, dims)
     params_before = count_params(model)
-    p = make_plan(model, config)
+    if config.refit != "none":
+        pre = analyze_graph(GraphIndex(model, input_dims(model, config.input_shapes)), config)
+        model = ensure_biases(model, pre.readers)
+    p = make_plan(model, config, calib)
     timer.lap("analyze+plan")
+    notes = (
+        refit(p.analysis, p.stats, p.keep_slot, config.refit, config.ridge)
+        if (config.refit != "none")
+        else []
+    )
     apply_plan(p.analysis, p.keep_slot)
     timer.lap("apply")
     report = _report(p, model, before, params_before, dims)
+    report.refits = [asdict(n) for n in notes]
+    if calib is not None:
+        report.calib_rel_error = _calib_error(original_bytes or b"", model, calib, source)
     if config.validate:
-        check(model)
-        pruned_bytes = model.SerializeToString()
-        try:
-            pruned_out = run(pruned_bytes, feeds, optimize=False)
-            optimised_out = run(pruned_bytes, feeds)
-        except Exception as exc:
-            raise ValidationError(
-                f"onnxruntime cannot run the pruned model: {_short(exc)}"
-            ) from exc
-        report.outputs = compare(reference, pruned_out)
-        compare(reference, optimised_out)
-        exact = not any(g.approximate and g.kept < g.channels for g in report.groups)
-        report.oracle_rel_diff = _oracle_diff(original_bytes, p, feeds, pruned_out)
-        if exact and report.oracle_rel_diff > ORACLE_TOLERANCE:
-            raise ValidationError(
-                "the pruned model does not compute what the original computes with the "
-                f"removed channels masked (relative difference {report.oracle_rel_diff:.3g}); "
-                "this is a bug in onnxprune: please report this model"
-            )
+        _validate(report, model, p, original_bytes, feeds, reference, exact=not notes)
         timer.lap("validate")
     report.seconds = timer.laps
     return model, report
+
+
+def _validate(report, model, p: Plan, original_bytes, feeds, reference, exact: bool) -> None:
+    check(model)
+    pruned_bytes = model.SerializeToString()
+    try:
+        pruned_out = run(pruned_bytes, feeds, optimize=False)
+        optimised_out = run(pruned_bytes, feeds)
+    except Exception as exc:
+        raise ValidationError(f"onnxruntime cannot run the pruned model: {_short(exc)}") from exc
+    report.outputs = compare(reference, pruned_out)
+    compare(reference, optimised_out)
+    exact = exact and not any(g.approximate and g.kept < g.channels for g in report.groups)
+    if not exact:
+        return  # refitted or approximate: the masked original is not the reference
+    report.oracle_rel_diff = _oracle_diff(original_bytes, p, feeds, pruned_out)
+    if report.oracle_rel_diff > ORACLE_TOLERANCE:
+        raise ValidationError(
+            "the pruned model does not compute what the original computes with the "
+            f"removed channels masked (relative difference {report.oracle_rel_diff:.3g}); "
+            "this is a bug in onnxprune: please report this model"
+        )
+
+
+def _calib_error(original_bytes: bytes, pruned: onnx.ModelProto, calib: Calibration, source):
+    """Relative squared output error of the pruned model on the calibration data."""
+    if not original_bytes:
+        original_bytes = load_model(source).SerializeToString()
+    pruned_bytes = pruned.SerializeToString()
+    err = ref = 0.0
+    for feeds in calib.batches():
+        a, b = run(original_bytes, feeds), run(pruned_bytes, feeds)
+        for name, y in a.items():
+            y64 = y.astype(np.float64)
+            err += float(((b[name].astype(np.float64) - y64) ** 2).sum())
+            ref += float((y64**2).sum())
+    return err / ref if ref > 0 else 0.0
 
 
 ORACLE_TOLERANCE = 1e-4

@@ -115,6 +115,10 @@ class PruneReport:
     outputs: list[OutputDiff] = field(default_factory=list)
     oracle_rel_diff: float | None = None
     """Output difference from the original with removed channels masked (0 = exact)."""
+    calib_rel_error: float | None = None
+    """Relative squared output error on the calibration data, when there was any."""
+    refits: list[dict] = field(default_factory=list)
+    """Per reader of removed channels: how it was refit (lsq, bias, none) and why."""
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -166,6 +170,16 @@ def format_report(r: PruneReport, verbose: bool = False) -> str:
         lines.append(
             f"output '{o.name}' {o.shape}: max |diff| {o.max_abs_diff:.4g}, cosine {o.cosine:.6f}"
         )
+    if r.refits:
+        methods = [f["method"] for f in r.refits]
+        lines.append(
+            "reconstruction: "
+            + ", ".join(f"{methods.count(m)} {m}" for m in ("lsq", "bias", "none") if m in methods)
+            + " (readers of removed channels refit on the calibration data)"
+        )
+        lines.extend(f"  {f['node']}: {f['why']}" for f in r.refits if f["why"])
+    if r.calib_rel_error is not None:
+        lines.append(f"calibration-set relative output error: {r.calib_rel_error:.4g}")
     approximate = [g for g in r.groups if g.approximate and g.kept < g.channels]
     if approximate:
         lines.append(

@@ -40,13 +40,18 @@ def _stat_parts(a: Analysis, roots: np.ndarray, kind: str):
             yield roots[s.slots], value.ravel(), np.ones(value.size)
 
 
-def score(a: Analysis, roots: np.ndarray, criterion: str) -> np.ndarray:
+def score(a: Analysis, roots: np.ndarray, criterion: str, stats=None) -> np.ndarray:
     """A score per slot id (meaningful at class roots): higher means more important.
 
     l2: root mean square of the producers' weights of the channel; l1: mean absolute
     value; bn_gamma: mean |gamma| of its BatchNormalization nodes (l2 where it has none).
+    Data-aware (need `stats`, the readers' calibration statistics): activation: the
+    channel's RMS where it is read, summed over readers; wanda: that RMS times the L2
+    norm of the reader's weights that multiply it (structured Wanda), summed.
     """
     n = len(a.table)
+    if criterion in ("activation", "wanda"):
+        return _data_aware(a, roots, criterion, stats)
     total, count = _accumulate(n, _producer_parts(a, roots, 1 if criterion == "l1" else 2))
     with np.errstate(invalid="ignore", divide="ignore"):
         result = total / count
@@ -57,6 +62,23 @@ def score(a: Analysis, roots: np.ndarray, criterion: str) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             result = np.where(seen > 0, gamma / seen, result)
     return np.nan_to_num(result, nan=0.0)
+
+
+def _data_aware(a: Analysis, roots: np.ndarray, criterion: str, stats) -> np.ndarray:
+    result = np.zeros(len(a.table))
+    index = a.index
+    for r, st in zip(a.readers, stats, strict=True):
+        if st is None:
+            continue
+        value = st.rms
+        if criterion == "wanda" and r.form is not None:
+            node = index.nodes[r.node]
+            wm = r.form.to_matrix(index.const(node.input[r.form.weight_input]))
+            squares = np.zeros(len(value))
+            np.add.at(squares, r.form.columns, (wm.astype(np.float64) ** 2).sum(axis=1))
+            value = value * np.sqrt(squares)
+        np.add.at(result, roots[r.slots], value)
+    return result
 
 
 def normalise(scores: np.ndarray, groups: list[ChannelGroup]) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..analysis import Kept, NodeContext
+from ..linear import conv_form
 from ._registry import register
 
 
@@ -62,7 +63,8 @@ def conv(ctx: NodeContext) -> None:
     m = w.shape[0]
     if group == 1:
         if x is not None:
-            ctx.read(0, 1, x)
+            attrs = {a.name: ctx.attr(a.name) for a in ctx.node.attribute}
+            ctx.read(0, 1, x, conv_form(w, attrs))
             ctx.slice_input(1, 1, x)
         out = ctx.new_channels(1, 0)
     elif w.shape[1] == 1:  # depthwise: output channel o reads input channel o // (m / group)

@@ -5,6 +5,7 @@ sliced by the channels of the operand it multiplies."""
 from __future__ import annotations
 
 from ..analysis import NodeContext
+from ..linear import gemm_form, matmul_form
 from ._registry import register
 
 
@@ -19,7 +20,9 @@ def gemm(ctx: NodeContext) -> None:
     a = ctx.layout(0)
     out = {}
     if k_axis in a:
-        ctx.read(0, k_axis, a[k_axis])
+        alpha, beta = float(ctx.attr("alpha", 1.0)), float(ctx.attr("beta", 1.0))
+        form = gemm_form(len(a[k_axis]), bool(trans_a), bool(trans_b), alpha, beta)
+        ctx.read(0, k_axis, a[k_axis], form if alpha != 0 and beta != 0 else None)
         ctx.slice_input(1, 1 if trans_b else 0, a[k_axis])
     if 1 - k_axis in a:
         out[0] = a[1 - k_axis]
@@ -57,7 +60,7 @@ def _x_times_weight(ctx: NodeContext, ra: int, w_rank: int) -> None:
         return
     out = {axis: slots for axis, slots in x.items() if axis != ra - 1}
     if ra - 1 in x:
-        ctx.read(0, ra - 1, x[ra - 1])
+        ctx.read(0, ra - 1, x[ra - 1], matmul_form(1, len(x[ra - 1])))
         ctx.slice_input(1, 0, x[ra - 1])
     out[ra - 1] = ctx.new_channels(1, 1)
     ctx.set_output(0, out)

@@ -1,0 +1,112 @@
+"""Run the unpruned model on calibration batches and keep, for every channel reader, the
+statistics data-aware scoring and the refit need: per-channel sums and sums of squares
+and, for readers with a linear form, the Gram matrix of their design matrix. Batches are
+streamed; no activation is held after its batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from .analysis import Reader
+from .calib import Calibration
+from .validate import run
+
+GRAM_BUDGET = 1 << 30
+"""Bytes of Gram matrices accumulated in one pass; more readers take more passes."""
+
+
+@dataclass
+class ReaderStats:
+    total: np.ndarray
+    """Sum of the reader input per channel (reader position)."""
+    sumsq: np.ndarray
+    count: int
+    """Elements summed per channel."""
+    gram: np.ndarray | None = None
+    """D(x)^T D(x) over the sampled rows (float64), where the reader has a linear form
+    and a refit was asked for."""
+    colsum: np.ndarray | None = None
+    """Column sums of D(x) over the sampled rows, where the reader has a linear form."""
+    rows: int = 0
+
+    @property
+    def rms(self) -> np.ndarray:
+        return np.sqrt(self.sumsq / max(self.count, 1))
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.total / max(self.count, 1)
+
+
+def capture(
+    model: onnx.ModelProto,
+    readers: list[Reader],
+    calib: Calibration,
+    gram: bool,
+    rows_per_batch: int = 2048,
+    seed: int = 0,
+) -> list[ReaderStats]:
+    """Statistics for each reader (same order), from one or more passes over `calib`."""
+    stats: list[ReaderStats | None] = [None] * len(readers)
+    names = [model.graph.node[r.node].input[r.input_index] for r in readers]
+    for chunk in _chunks(readers, gram):
+        probe = _probe(model, sorted({names[k] for k in chunk})).SerializeToString()
+        rng = np.random.default_rng(seed)
+        for feeds in calib.batches():
+            outputs = run(probe, feeds, optimize=False)
+            for k in chunk:
+                stats[k] = _accumulate(
+                    stats[k], readers[k], outputs[names[k]], gram, rows_per_batch, rng
+                )
+    return stats  # type: ignore[return-value]
+
+
+def _chunks(readers: list[Reader], gram: bool) -> list[list[int]]:
+    if not gram:
+        return [list(range(len(readers)))]
+    chunks: list[list[int]] = [[]]
+    used = 0
+    for k, r in enumerate(readers):
+        size = 8 * len(r.form.columns) ** 2 if r.form is not None else 0
+        if chunks[-1] and used + size > GRAM_BUDGET:
+            chunks.append([])
+            used = 0
+        chunks[-1].append(k)
+        used += size
+    return chunks
+
+
+def _probe(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    present = {o.name for o in probe.graph.output}
+    for name in names:
+        if name not in present:
+            probe.graph.output.add().name = name
+    return probe
+
+
+def _accumulate(stats, reader: Reader, x: np.ndarray, gram: bool, limit: int, rng):
+    flat = np.moveaxis(x, reader.axis, -1).reshape(-1, x.shape[reader.axis]).astype(np.float64)
+    if stats is None:
+        stats = ReaderStats(np.zeros(flat.shape[1]), np.zeros(flat.shape[1]), 0)
+    stats.total += flat.sum(axis=0)
+    stats.sumsq += (flat**2).sum(axis=0)
+    stats.count += flat.shape[0]
+    if reader.form is not None:
+        design = reader.form.design(x)
+        if len(design) > limit:
+            design = design[rng.choice(len(design), limit, replace=False)]
+        design = design.astype(np.float64)
+        if stats.colsum is None:
+            stats.colsum = np.zeros(design.shape[1])
+        stats.colsum += design.sum(axis=0)
+        stats.rows += len(design)
+        if gram:
+            if stats.gram is None:
+                stats.gram = np.zeros((design.shape[1], design.shape[1]))
+            stats.gram += design.T @ design
+    return stats
