@@ -41,26 +41,35 @@ class ReaderStats:
         return self.total / max(self.count, 1)
 
 
+ROWS_PER_COLUMN = 16
+"""Design-matrix rows sampled per column over the whole calibration set (refit rows)."""
+
+
 def capture(
     model: onnx.ModelProto,
     readers: list[Reader],
     calib: Calibration,
     gram: bool,
-    rows_per_batch: int = 2048,
+    design: bool = True,
     seed: int = 0,
 ) -> list[ReaderStats]:
-    """Statistics for each reader (same order), from one or more passes over `calib`."""
+    """Statistics for each reader (same order), from one or more passes over `calib`.
+
+    design: also sample the readers' design matrices (column sums; Gram if `gram`),
+    about ROWS_PER_COLUMN rows per column in all, spread over the batches."""
     stats: list[ReaderStats | None] = [None] * len(readers)
     names = [model.graph.node[r.node].input[r.input_index] for r in readers]
     for chunk in _chunks(readers, gram):
         probe = _probe(model, sorted({names[k] for k in chunk})).SerializeToString()
         rng = np.random.default_rng(seed)
+        batches = max(-(-calib.samples // calib.batch), 1)
         for feeds in calib.batches():
             outputs = run(probe, feeds, optimize=False)
             for k in chunk:
-                stats[k] = _accumulate(
-                    stats[k], readers[k], outputs[names[k]], gram, rows_per_batch, rng
-                )
+                form = readers[k].form if design else None
+                limit = -(-ROWS_PER_COLUMN * len(form.columns) // batches) if form else 0
+                x = outputs[names[k]]
+                stats[k] = _accumulate(stats[k], readers[k], form, x, gram, limit, rng)
     return stats  # type: ignore[return-value]
 
 
@@ -89,15 +98,15 @@ def _probe(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return probe
 
 
-def _accumulate(stats, reader: Reader, x: np.ndarray, gram: bool, limit: int, rng):
+def _accumulate(stats, reader: Reader, form, x: np.ndarray, gram: bool, limit: int, rng):
     flat = np.moveaxis(x, reader.axis, -1).reshape(-1, x.shape[reader.axis]).astype(np.float64)
     if stats is None:
         stats = ReaderStats(np.zeros(flat.shape[1]), np.zeros(flat.shape[1]), 0)
     stats.total += flat.sum(axis=0)
     stats.sumsq += (flat**2).sum(axis=0)
     stats.count += flat.shape[0]
-    if reader.form is not None:
-        design = reader.form.design(x)
+    if form is not None:
+        design = form.design(x)
         if len(design) > limit:
             design = design[rng.choice(len(design), limit, replace=False)]
         design = design.astype(np.float64)

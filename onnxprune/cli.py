@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="how strongly the least-squares refit stays near the original weights",
     )
     p.add_argument(
+        "--target-macs",
+        type=float,
+        metavar="F",
+        help="keep this fraction of MACs: per-group ratios chosen from measured "
+        "sensitivity on the calibration data (instead of --ratio)",
+    )
+    p.add_argument("--target-params", type=float, metavar="F", help="the same for parameters")
+    p.add_argument(
         "--head-ratio",
         type=float,
         default=None,
@@ -249,6 +257,8 @@ def run(args: argparse.Namespace) -> int:
         calib_batch=args.calib_batch,
         reconstruct=args.reconstruct,
         ridge=args.ridge,
+        target_macs=args.target_macs,
+        target_params=args.target_params,
     ).check()
     model, report = prune(args.model, config)
     files = [(args.output, lambda tmp: onnx.save(model, tmp))]

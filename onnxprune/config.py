@@ -39,6 +39,10 @@ class PruneConfig:
         data, none without.
     ridge: strength of the least-squares refit's pull toward the original weights,
         relative to the mean input variance.
+    target_macs / target_params: fraction of MACs / parameters to keep; instead of one
+        ratio, each group gets the ratio that meets the budget with the least output
+        deviation on the calibration data (measured at sensitivity_ratios).
+    group_ratios: a ratio per group id (what a budget chose; overrides ratio).
     """
 
     @property
@@ -73,6 +77,10 @@ class PruneConfig:
     calib_batch: int = 8
     reconstruct: str = "auto"
     ridge: float = 0.1
+    target_macs: float | None = None
+    target_params: float | None = None
+    sensitivity_ratios: tuple[float, ...] = (0.25, 0.5, 0.75)
+    group_ratios: dict[int, float] = field(default_factory=dict)
 
     def check(self) -> PruneConfig:
         """Raise BadInputError naming the first unusable field; return self."""
@@ -94,6 +102,16 @@ class PruneConfig:
             raise BadInputError(f"--reconstruct {self.reconstruct} needs calibration data")
         if self.ridge < 0 or self.calib_batch < 1:
             raise BadInputError("--ridge must be >= 0 and the calibration batch >= 1")
+        for name in ("target_macs", "target_params"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 < value <= 1.0:
+                raise BadInputError(f"--{name.replace('_', '-')} must be in (0, 1], got {value}")
+        if self.target_macs is not None and self.target_params is not None:
+            raise BadInputError("give --target-macs or --target-params, not both")
+        if (self.target_macs or self.target_params) and not self.has_calibration:
+            raise BadInputError("a MAC or parameter budget needs calibration data (--calib)")
+        if not all(0.0 < r < 1.0 for r in self.sensitivity_ratios):
+            raise BadInputError("sensitivity ratios must be in (0, 1)")
         if self.round_to < 1:
             raise BadInputError(f"--round-to must be a positive integer, got {self.round_to}")
         if self.min_channels < 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import onnx
@@ -14,6 +14,7 @@ from onnx.checker import ValidationError as OnnxCheckerError
 from .activations import capture
 from .analysis import Analysis, analyze_graph
 from .apply import apply_plan, count_params
+from .budget import fit_budget, measure
 from .calib import (
     Calibration,
     batch_size,
@@ -82,7 +83,10 @@ class Plan:
 
 
 def make_plan(
-    model: onnx.ModelProto, config: PruneConfig, calib: Calibration | None = None
+    model: onnx.ModelProto,
+    config: PruneConfig,
+    calib: Calibration | None = None,
+    stats: list | None = None,
 ) -> Plan:
     """Analyze `model` (not modified) and choose the channels to keep; with calibration
     data, the readers' statistics are collected too (for data-aware scores and refits)."""
@@ -91,9 +95,10 @@ def make_plan(
         raise UnsupportedModelError(f"opset {index.opset()} is too old; onnxprune reads 7 to 23")
     analysis = analyze_graph(index, config)
     groups, roots = build_groups(analysis)
-    stats = None
-    if calib is not None:
-        stats = capture(model, analysis.readers, calib, gram=config.refit == "lsq")
+    if stats is None and calib is not None:
+        stats = capture(
+            model, analysis.readers, calib, config.refit == "lsq", config.refit != "none"
+        )
     scores = score(analysis, roots, config.criterion, stats)
     if config.global_ranking:
         scores = normalise(scores, groups)
@@ -150,6 +155,10 @@ def prune(
     if config.refit != "none":
         pre = analyze_graph(GraphIndex(model, input_dims(model, config.input_shapes)), config)
         model = ensure_biases(model, pre.readers)
+    budget = None
+    if config.target_macs or config.target_params:
+        config, budget = _allocate(model, config, calib, dims, before, params_before)
+        timer.lap("sensitivity")
     p = make_plan(model, config, calib)
     timer.lap("analyze+plan")
     notes = (
@@ -161,6 +170,7 @@ def prune(
     timer.lap("apply")
     report = _report(p, model, before, params_before, dims)
     report.refits = [asdict(n) for n in notes]
+    report.budget = budget
     if calib is not None:
         report.calib_rel_error = _calib_error(original_bytes or b"", model, calib, source)
     if config.validate:
@@ -168,6 +178,23 @@ def prune(
         timer.lap("validate")
     report.seconds = timer.laps
     return model, report
+
+
+def _allocate(model, config: PruneConfig, calib, dims, before, params_before: int):
+    """Measure every group's sensitivity and turn the budget into per-group ratios."""
+    kind = "macs" if config.target_macs else "params"
+    target = config.target_macs or config.target_params
+    total = sum(c.macs for c in before) if kind == "macs" else params_before
+    sensitivities, stats = measure(model, config, calib, dims, make_plan)
+    ratios = fit_budget(model, config, sensitivities, stats, dims, make_plan, kind, total)
+    chosen = replace(config, ratio=0.0, head_ratio=0.0, group_ratios=ratios)
+    info = {
+        "kind": kind,
+        "target": target,
+        "ratios": {str(k): v for k, v in sorted(ratios.items())},
+        "sensitivity": [asdict(s) for s in sensitivities],
+    }
+    return chosen, info
 
 
 def _validate(report, model, p: Plan, original_bytes, feeds, reference, exact: bool) -> None:

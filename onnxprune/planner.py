@@ -21,7 +21,7 @@ def _kept_target(n: int, n_drop: int, floor: int, config: PruneConfig, unit: int
 def _drop_counts(groups: list[ChannelGroup], scores: np.ndarray, config: PruneConfig) -> dict:
     """How many channels each group should lose before bounds: per group, or one ranking."""
     own = {g.id: math.floor(_ratio(g, config) * g.size) for g in groups}
-    if not config.global_ranking:
+    if not config.global_ranking or config.group_ratios:
         return own
     heads = {g.id for g in groups if g.kind == "heads"}  # keep their own head ratio
     groups = [g for g in groups if g.id not in heads]
@@ -42,6 +42,8 @@ def _drop_counts(groups: list[ChannelGroup], scores: np.ndarray, config: PruneCo
 
 
 def _ratio(group: ChannelGroup, config: PruneConfig) -> float:
+    if group.id in config.group_ratios:
+        return config.group_ratios[group.id]
     return config.heads_ratio if group.kind == "heads" else config.ratio
 
 

@@ -117,6 +117,8 @@ class PruneReport:
     """Output difference from the original with removed channels masked (0 = exact)."""
     calib_rel_error: float | None = None
     """Relative squared output error on the calibration data, when there was any."""
+    budget: dict | None = None
+    """The MAC/parameter budget: its target, the per-group ratios chosen, the sensitivities."""
     refits: list[dict] = field(default_factory=list)
     """Per reader of removed channels: how it was refit (lsq, bias, none) and why."""
     warnings: list[str] = field(default_factory=list)
@@ -169,6 +171,17 @@ def format_report(r: PruneReport, verbose: bool = False) -> str:
     for o in r.outputs:
         lines.append(
             f"output '{o.name}' {o.shape}: max |diff| {o.max_abs_diff:.4g}, cosine {o.cosine:.6f}"
+        )
+    if r.budget:
+        reached = (
+            _ratio(r.macs_after, r.macs_before)
+            if r.budget["kind"] == "macs"
+            else _ratio(r.params_after, r.params_before)
+        )
+        chosen = ", ".join(f"group {k}: {v:.2f}" for k, v in r.budget["ratios"].items())
+        lines.append(
+            f"budget: keep {r.budget['target']:.2f} of {r.budget['kind']}, reached {reached}; "
+            f"ratios {chosen or 'none'}"
         )
     if r.refits:
         methods = [f["method"] for f in r.refits]
