@@ -274,10 +274,33 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sensitivity(argv: list[str]) -> int:
+    from . import cmd_sensitivity
+
+    p = _Parser(prog="onnxprune sensitivity", description=cmd_sensitivity.__doc__)
+    cmd_sensitivity.add_arguments(p)
+    p.add_argument("--input-shape", action="append", type=_shape, default=[],
+                   metavar="NAME:1x3x224x224")  # fmt: skip
+    p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    args = p.parse_args(argv)
+    return cmd_sensitivity.run(args, dict(args.input_shape))
+
+
+COMMANDS = {"sensitivity": _sensitivity}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: returns the exit code (0 ok, 1 failure, 2 bad input)."""
-    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    """Entry point: returns the exit code (0 ok, 1 failure, 2 bad input).
+
+    `onnxprune [prune] model.onnx -o out.onnx ...` prunes; `onnxprune sensitivity ...`
+    measures each group's sensitivity."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
     try:
+        if argv and argv[0] in COMMANDS:
+            return COMMANDS[argv[0]](argv[1:])
+        if argv and argv[0] == "prune":
+            argv = argv[1:]
         return run(build_parser().parse_args(argv))
     except _Exit as exc:
         return exc.status

@@ -180,6 +180,24 @@ def prune(
     return model, report
 
 
+def sensitivity(source: ModelLike, config: PruneConfig) -> tuple[list, int, int]:
+    """Each prunable group's calibration-set deviation and savings when pruned alone at
+    config.sensitivity_ratios: (sensitivities, MACs, parameters of the model)."""
+    config = config.check()
+    if not config.has_calibration:
+        raise BadInputError("sensitivity needs calibration data (--calib or --calib-random)")
+    model = load_model(source)
+    calib = calibration(model, config)
+    dims = input_dims(model, config.input_shapes)
+    macs = sum(c.macs for c in layer_costs(model, dims))
+    params = count_params(model)
+    if config.refit != "none":
+        pre = analyze_graph(GraphIndex(model, dims), config)
+        model = ensure_biases(model, pre.readers)
+    found, _ = measure(model, config, calib, dims, make_plan)
+    return found, macs, params
+
+
 def _allocate(model, config: PruneConfig, calib, dims, before, params_before: int):
     """Measure every group's sensitivity and turn the budget into per-group ratios."""
     kind = "macs" if config.target_macs else "params"
