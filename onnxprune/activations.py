@@ -12,7 +12,6 @@ import onnx
 
 from .analysis import Reader
 from .calib import Calibration
-from .validate import run
 
 GRAM_BUDGET = 1 << 30
 """Bytes of Gram matrices accumulated in one pass; more readers take more passes."""
@@ -60,11 +59,11 @@ def capture(
     stats: list[ReaderStats | None] = [None] * len(readers)
     names = [model.graph.node[r.node].input[r.input_index] for r in readers]
     for chunk in _chunks(readers, gram):
-        probe = _probe(model, sorted({names[k] for k in chunk})).SerializeToString()
+        run = _runner(_probe(model, sorted({names[k] for k in chunk})))
         rng = np.random.default_rng(seed)
         batches = max(-(-calib.samples // calib.batch), 1)
         for feeds in calib.batches():
-            outputs = run(probe, feeds, optimize=False)
+            outputs = run(feeds)
             for k in chunk:
                 form = readers[k].form if design else None
                 limit = -(-ROWS_PER_COLUMN * len(form.columns) // batches) if form else 0
@@ -96,6 +95,22 @@ def _probe(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
         if name not in present:
             probe.graph.output.add().name = name
     return probe
+
+
+def _runner(probe: onnx.ModelProto):
+    """feeds -> the probed tensors by name, from one onnxruntime session for every batch
+    of a pass (a session per batch costs more than the run when batches are small)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(
+        probe.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    names = [o.name for o in probe.graph.output]
+    return lambda feeds: dict(zip(names, session.run(names, feeds), strict=True))
 
 
 def _accumulate(stats, reader: Reader, form, x: np.ndarray, gram: bool, limit: int, rng):

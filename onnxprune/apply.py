@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 
 from .analysis import Analysis, Kept
-from .graph import refresh_value_info
+from .graph import infer_shapes, refresh_value_info
 
 
 def apply_plan(a: Analysis, keep_slot: np.ndarray) -> None:
@@ -23,6 +23,7 @@ def apply_plan(a: Analysis, keep_slot: np.ndarray) -> None:
         return keep_slot[slots]
 
     index = a.index
+    before = infer_shapes(index.model, index.input_dims) if index.model.graph.value_info else {}
     uses: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for node_idx, i in a.const_edits:
         uses[index.nodes[node_idx].input[i]].append((node_idx, i))
@@ -31,7 +32,7 @@ def apply_plan(a: Analysis, keep_slot: np.ndarray) -> None:
     for node_idx, fns in a.node_edits.items():
         for fn in fns:
             fn(index.nodes[node_idx], kept)
-    refresh_value_info(index.model)
+    refresh_value_info(index.model, before, index.input_dims)
 
 
 def _rewrite_constant(a: Analysis, name: str, sites: list, kept: Kept) -> None:

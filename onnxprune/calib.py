@@ -8,6 +8,7 @@ random samples. Batches are yielded one at a time, so nothing holds every activa
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -58,9 +59,39 @@ def _declared(vi: onnx.ValueInfoProto) -> list[int | None]:
     return [d.dim_value if d.dim_value > 0 else None for d in vi.type.tensor_type.shape.dim]
 
 
+def _ranked(vi: onnx.ValueInfoProto) -> bool:
+    """The input declares its rank (a shape, possibly with symbolic dims)."""
+    return vi.type.tensor_type.HasField("shape")
+
+
 def _shape_text(dims: list[int | None]) -> str:
     shown = ["N" if k == 0 else (str(d) if d else "?") for k, d in enumerate(dims)]
     return "[" + ", ".join(shown) + "]"
+
+
+def _dtype(vi: onnx.ValueInfoProto) -> np.dtype:
+    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type))
+
+
+def _wanted(name: str, vi: onnx.ValueInfoProto) -> str:
+    """'x' [N, 3, 32, 32] float32: what the array for one input must look like."""
+    shape = _shape_text(_declared(vi)) if _ranked(vi) else "[N, ...]"
+    return f"'{name}' {shape} {_dtype(vi)}"
+
+
+def expected(model: onnx.ModelProto) -> str:
+    """Every model input as calibration data must hold it (first axis N = samples)."""
+    return ", ".join(_wanted(name, vi) for name, vi in _inputs(model).items())
+
+
+def _fits(array: np.ndarray, vi: onnx.ValueInfoProto) -> bool:
+    """A first axis of samples, then the declared dims (any size where symbolic)."""
+    if array.ndim < 1 or not _ranked(vi):
+        return array.ndim >= 1
+    dims = _declared(vi)
+    return array.ndim == len(dims) and all(
+        d is None or d == s for d, s in zip(dims[1:], array.shape[1:], strict=True)
+    )
 
 
 def check_arrays(model: onnx.ModelProto, arrays: dict[str, np.ndarray], where: str) -> None:
@@ -68,66 +99,101 @@ def check_arrays(model: onnx.ModelProto, arrays: dict[str, np.ndarray], where: s
     inputs = _inputs(model)
     extra = sorted(set(arrays) - set(inputs))
     if extra:
-        raise BadInputError(f"{where}: '{extra[0]}' is not a model input ({', '.join(inputs)})")
-    counts = set()
+        raise BadInputError(
+            f"{where}: '{extra[0]}' is not a model input; the model takes {expected(model)}"
+        )
+    counts = {}
     for name, vi in inputs.items():
         if name not in arrays:
-            raise BadInputError(f"{where}: no array for model input '{name}'")
-        array, dims = arrays[name], _declared(vi)
-        want = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
-        if array.dtype != want:
+            raise BadInputError(f"{where}: no array for model input {_wanted(name, vi)}")
+        array = arrays[name]
+        if not isinstance(array, np.ndarray):
             raise BadInputError(
-                f"{where}: input '{name}' has dtype {array.dtype}, the model expects {want}"
+                f"{where}: input '{name}' is a {type(array).__name__}, not a numpy array "
+                f"(expected {_wanted(name, vi)})"
             )
-        fits = array.ndim == len(dims) and all(
-            d is None or k == 0 or d == s
-            for k, (d, s) in enumerate(zip(dims, array.shape, strict=False))
-        )
-        if not fits:
+        if array.dtype != _dtype(vi):
+            raise BadInputError(
+                f"{where}: input '{name}' has dtype {array.dtype}, the model expects "
+                f"{_wanted(name, vi)}"
+            )
+        if not _fits(array, vi):
             raise BadInputError(
                 f"{where}: input '{name}' has shape {list(array.shape)}, the model expects "
-                f"{_shape_text(dims)} (first axis = samples)"
+                f"{_wanted(name, vi)} (first axis N = samples)"
             )
-        counts.add(array.shape[0])
-    if len(counts) != 1:
-        raise BadInputError(f"{where}: inputs hold different numbers of samples {sorted(counts)}")
-    if 0 in counts:
-        raise BadInputError(f"{where}: no samples")
+        counts[name] = array.shape[0]
+    if len(set(counts.values())) > 1:
+        shown = ", ".join(f"'{k}' {v}" for k, v in counts.items())
+        raise BadInputError(
+            f"{where}: the inputs hold different numbers of samples (first axis): {shown}"
+        )
+    if 0 in counts.values():
+        raise BadInputError(f"{where}: no samples (expected {expected(model)})")
 
 
 def load_calibration(model: onnx.ModelProto, source: str) -> dict[str, np.ndarray]:
-    """Arrays from an .npz file or a folder of .npy files, checked against the inputs."""
+    """Arrays from an .npz file, an .npy file (one-input models) or a folder of .npy
+    files, checked against the inputs."""
     if not os.path.exists(source):
         raise BadInputError(f"--calib {source}: no such file or folder")
     try:
-        if os.path.isdir(source):
-            arrays = _from_folder(model, source)
-        else:
-            with np.load(source, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise BadInputError(f"--calib {source}: not readable as numpy data ({exc})") from exc
+        arrays = _from_folder(model, source) if os.path.isdir(source) else _from_file(model, source)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise BadInputError(
+            f"--calib {source}: not readable as numpy data ({_first_line(exc)}); expected "
+            f"an .npz of {expected(model)}"
+        ) from exc
     check_arrays(model, arrays, f"--calib {source}")
+    return arrays
+
+
+def _from_file(model: onnx.ModelProto, path: str) -> dict[str, np.ndarray]:
+    data = np.load(path, allow_pickle=False)
+    if isinstance(data, np.ndarray):  # a single .npy file
+        inputs = _inputs(model)
+        if len(inputs) != 1:
+            raise BadInputError(
+                f"--calib {path}: one array for a model of {len(inputs)} inputs; give an .npz "
+                f"or a folder of .npy files named after the inputs: {expected(model)}"
+            )
+        return {next(iter(inputs)): data}
+    with data:
+        arrays = {k: data[k] for k in data.files}
+    for name, value in arrays.items():
+        if not isinstance(value, np.ndarray):  # a zip member that is not .npy data
+            raise ValueError(f"member '{name}' is not a .npy array")
     return arrays
 
 
 def _from_folder(model: onnx.ModelProto, folder: str) -> dict[str, np.ndarray]:
     files = sorted(f for f in os.listdir(folder) if f.endswith(".npy"))
-    if not files:
-        raise BadInputError(f"--calib {folder}: the folder holds no .npy files")
     inputs = _inputs(model)
+    if not files:
+        raise BadInputError(
+            f"--calib {folder}: the folder holds no .npy files; expected one per model input, "
+            f"named after it: {expected(model)}"
+        )
     named = {f[:-4]: f for f in files if f[:-4] in inputs}
     if named:
         return {k: np.load(os.path.join(folder, f), allow_pickle=False) for k, f in named.items()}
     if len(inputs) != 1:
         raise BadInputError(
-            f"--calib {folder}: name the .npy files after the model inputs ({', '.join(inputs)})"
+            f"--calib {folder}: name the .npy files after the model inputs: {expected(model)}"
         )
-    (name, vi), rank = next(iter(inputs.items())), None
-    rank = len(_declared(vi))
-    parts = [np.load(os.path.join(folder, f), allow_pickle=False) for f in files]
-    parts = [p[None] if p.ndim == rank - 1 else p for p in parts]
+    (name, vi), parts = next(iter(inputs.items())), []
+    for f in files:
+        part = np.load(os.path.join(folder, f), allow_pickle=False)
+        if _ranked(vi) and part.ndim == len(_declared(vi)) - 1:
+            part = part[None]  # one sample
+        check_arrays(model, {name: part}, f"--calib {os.path.join(folder, f)}")
+        parts.append(part)
     return {name: np.concatenate(parts)}
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def random_calibration(model: onnx.ModelProto, count: int, shapes, seed: int) -> dict:

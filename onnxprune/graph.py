@@ -112,17 +112,27 @@ def infer_shapes(
     return shapes
 
 
-def refresh_value_info(model: onnx.ModelProto) -> None:
-    """Re-infer the value_info entries the model declares (shapes change with pruning);
-    an entry inference cannot reach any more is dropped."""
+def refresh_value_info(model: onnx.ModelProto, before: dict, input_dims: dict | None) -> None:
+    """Keep the value_info entries whose shape pruning did not change (`before`: shapes
+    inferred with `input_dims` before pruning); re-infer the others, dropping those
+    inference cannot reach. Keeping them keeps the symbolic names (onnxruntime's fusions
+    rely on them)."""
     graph = model.graph
-    names = [vi.name for vi in graph.value_info]
-    if not names:
+    declared = list(graph.value_info)
+    if not declared:
         return
     del graph.value_info[:]
-    inferred = _inferred(model, None, value_info=False)
-    found = {vi.name: vi for vi in inferred.graph.value_info} if inferred is not None else {}
-    graph.value_info.extend(found[name] for name in names if name in found)
+    after = infer_shapes(model, input_dims)
+    changed = {vi.name for vi in declared if before.get(vi.name) != after.get(vi.name)}
+    found = {}
+    if changed:
+        inferred = _inferred(model, None, value_info=False)
+        found = {vi.name: vi for vi in inferred.graph.value_info} if inferred is not None else {}
+    graph.value_info.extend(
+        vi if vi.name not in changed else found[vi.name]
+        for vi in declared
+        if vi.name not in changed or vi.name in found
+    )
 
 
 def constant_node_value(node: onnx.NodeProto) -> np.ndarray | None:
@@ -168,6 +178,7 @@ class GraphIndex:
         self.opsets.setdefault("ai.onnx", self.opsets.get("", 1))
         # Concrete input dims let shape inference fold the shape arithmetic exporters
         # write; nothing inferred is written back, so symbolic dims stay symbolic.
+        self.input_dims = input_dims
         self.shapes = infer_shapes(model, input_dims) if input_dims else {}
         if not self.shapes:
             self.shapes = infer_shapes(model)

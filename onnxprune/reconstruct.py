@@ -94,6 +94,8 @@ def _refit_one(a: Analysis, r: Reader, st: ReaderStats, kept, method: str, ridge
         return RefitNote(label, "none", "its weight or bias is shared with other nodes")
     w = index.const(weight)
     wm = form.to_matrix(w).astype(np.float64)
+    if index.const(bias).size != wm.shape[1]:
+        return RefitNote(label, "none", "its bias is not one value per output")
     keep = kept[form.columns]
     mu = st.colsum / st.rows
     enough = st.rows >= REFIT_ROWS_PER_COLUMN * int(keep.sum())
@@ -102,7 +104,7 @@ def _refit_one(a: Analysis, r: Reader, st: ReaderStats, kept, method: str, ridge
         ckk = cov[np.ix_(keep, keep)]
         lam = ridge * max(float(np.trace(ckk)) / max(int(keep.sum()), 1), 1e-12)
         rhs = cov[keep] @ wm + lam * wm[keep]
-        fitted = np.linalg.solve(ckk + lam * np.eye(len(ckk)), rhs)
+        fitted = _solve(ckk, rhs, lam)
         new = wm.copy()
         new[keep] = fitted
         delta = mu @ wm - mu[keep] @ fitted
@@ -122,6 +124,14 @@ def _refit_one(a: Analysis, r: Reader, st: ReaderStats, kept, method: str, ridge
     b = index.const(bias)
     index.set_const(bias, (b + delta.reshape(b.shape) / form.bias_scale).astype(b.dtype))
     return note
+
+
+def _solve(ckk: np.ndarray, rhs: np.ndarray, lam: float) -> np.ndarray:
+    """(ckk + lam I)^-1 rhs; without a ridge, the least-norm least-squares solution (kept
+    inputs may be constant or linearly dependent on the calibration data)."""
+    if lam > 0:
+        return np.linalg.solve(ckk + lam * np.eye(len(ckk)), rhs)
+    return np.linalg.lstsq(ckk, rhs, rcond=None)[0]
 
 
 def _bias_name(model: onnx.ModelProto, nodes, r: Reader) -> str | None:

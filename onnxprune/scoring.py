@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .analysis import Analysis
+from .errors import BadInputError
 from .groups import ChannelGroup
 
 
@@ -51,6 +52,11 @@ def score(a: Analysis, roots: np.ndarray, criterion: str, stats=None) -> np.ndar
     """
     n = len(a.table)
     if criterion in ("activation", "wanda"):
+        if stats is None:
+            raise BadInputError(
+                f"criterion {criterion} needs calibration statistics: give calibration data "
+                "(--calib or --calib-random)"
+            )
         return _data_aware(a, roots, criterion, stats)
     total, count = _accumulate(n, _producer_parts(a, roots, 1 if criterion == "l1" else 2))
     with np.errstate(invalid="ignore", divide="ignore"):

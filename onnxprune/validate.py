@@ -56,8 +56,19 @@ def input_feeds(
         elif dtype == np.bool_:
             feeds[name] = rng.random(dims) > 0.5
         else:
-            feeds[name] = rng.integers(0, 2, size=dims).astype(dtype)
+            feeds[name] = rng.integers(0, _index_range(model, name), size=dims).astype(dtype)
     return feeds
+
+
+def _index_range(model: onnx.ModelProto, name: str) -> int:
+    """Exclusive upper bound for random values of an integer input: the size of the table
+    it indexes (token ids into an embedding), else 2 (masks, flags, token types)."""
+    sizes = {t.name: t.dims[0] for t in model.graph.initializer if t.dims}
+    for node in model.graph.node:
+        if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] == name:
+            if node.input[0] in sizes and not any(a.name == "axis" and a.i for a in node.attribute):
+                return max(int(sizes[node.input[0]]), 1)
+    return 2
 
 
 def run(
