@@ -134,7 +134,7 @@ def follow_target(ctx, name: str, out: dict) -> tuple[set[int], set]:
     """
     index = ctx.graph
     reads: set = set()
-    if evaluate(index, name, _as_is(ctx, 3), reads) is None:
+    if evaluate(index, name, dims_as_they_are(ctx, 3), reads) is None:
         layout_reads = {r for r in reads if r[1] in ctx.layout_of(r[0])}
         return set(), layout_reads
     layout_reads = {r for r in reads if r[1] in ctx.layout_of(r[0])}
@@ -149,7 +149,7 @@ def follow_target(ctx, name: str, out: dict) -> tuple[set[int], set]:
         u, r = _units(ctx, [slots])
         if u is not None and np.array_equal(u, units):
             expected[axis] = r[0]
-    base = np.atleast_1d(evaluate(index, name, _as_is(ctx, 3), set()))
+    base = np.atleast_1d(evaluate(index, name, dims_as_they_are(ctx, 3), set()))
     values = {}
     for n in _counts(len(units)):
         value = evaluate(index, name, _with_units(ctx, mult, n, 3), set())
@@ -184,7 +184,9 @@ def _counts(total: int) -> list[int]:
     return sorted({1, 2, 3, total // 3, total // 2, total - 1, total})
 
 
-def _as_is(ctx, probe: int) -> Dims:
+def dims_as_they_are(ctx, probe: int) -> Dims:
+    """Every dim as the unpruned model has it; unknown ones as `probe`."""
+
     def dims(tensor: str, axis: int):
         lay = ctx.layout_of(tensor)
         if axis in lay:
@@ -197,7 +199,7 @@ def _as_is(ctx, probe: int) -> Dims:
 
 
 def _with_units(ctx, mult: dict, n: int, probe: int) -> Dims:
-    as_is = _as_is(ctx, probe)
+    as_is = dims_as_they_are(ctx, probe)
 
     def dims(tensor: str, axis: int):
         if (tensor, axis) in mult:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..analysis import NodeContext
 from ._common import ints, kept_count, map_axes, norm_axis, set_entry
 from ._registry import register
-from ._shape_math import evaluate, feeds_only_shape_targets, guard_reads
+from ._shape_math import dims_as_they_are, evaluate, feeds_only_shape_targets, guard_reads
 from ._shape_values import dims_read, literal_sources
 
 
@@ -125,17 +125,5 @@ def _target_now(ctx: NodeContext) -> list[int] | None:
     shape = ctx.out_shape(0)
     if shape is not None and all(isinstance(d, int) for d in shape):
         return [int(d) for d in shape]
-    value = evaluate(ctx.graph, ctx.node.input[1], _probe_dims(ctx), set())
+    value = evaluate(ctx.graph, ctx.node.input[1], dims_as_they_are(ctx, probe=3), set())
     return None if value is None else ints(value)
-
-
-def _probe_dims(ctx: NodeContext):
-    def dims(tensor: str, axis: int):
-        lay = ctx.layout_of(tensor)
-        if axis in lay:
-            return len(lay[axis])
-        shape = ctx.graph.shape(tensor)
-        size = shape[axis] if shape is not None and axis < len(shape) else None
-        return size if isinstance(size, int) else 3
-
-    return dims
