@@ -1,11 +1,12 @@
 """Run the unpruned model on calibration batches and keep, for every channel reader, the
 statistics data-aware scoring and the refit need: per-channel sums and sums of squares
 and, for readers with a linear form, the Gram matrix of their design matrix. Batches are
-streamed; no activation is held after its batch."""
+streamed; of an activation, only the design rows sampled from it outlive its batch, and
+only until a few hundred of them are added to the Gram matrix together."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -30,6 +31,16 @@ class ReaderStats:
     colsum: np.ndarray | None = None
     """Column sums of D(x) over the sampled rows, where the reader has a linear form."""
     rows: int = 0
+    pending: list[np.ndarray] = field(default_factory=list, repr=False)
+    """Sampled rows not yet in `gram` (a few larger products beat one small per batch)."""
+
+    def flush(self) -> None:
+        if self.pending:
+            design = np.concatenate(self.pending)
+            self.pending = []
+            if self.gram is None:
+                self.gram = np.zeros((design.shape[1], design.shape[1]))
+            self.gram += design.T @ design
 
     @property
     def rms(self) -> np.ndarray:
@@ -39,6 +50,10 @@ class ReaderStats:
     def mean(self) -> np.ndarray:
         return self.total / max(self.count, 1)
 
+
+FLUSH_ROWS = 512
+"""Sampled rows held back before they are added to a Gram matrix (at most half its
+size for wide readers)."""
 
 ROWS_PER_COLUMN = 16
 """Design-matrix rows sampled per column over the whole calibration set (refit rows)."""
@@ -59,7 +74,8 @@ def capture(
     stats: list[ReaderStats | None] = [None] * len(readers)
     names = [model.graph.node[r.node].input[r.input_index] for r in readers]
     for chunk in _chunks(readers, gram):
-        run = _runner(_probe(model, sorted({names[k] for k in chunk})))
+        wanted = sorted({names[k] for k in chunk})
+        run = _runner(_probe(model, wanted), wanted)
         rng = np.random.default_rng(seed)
         batches = max(-(-calib.samples // calib.batch), 1)
         for feeds in calib.batches():
@@ -69,6 +85,9 @@ def capture(
                 limit = -(-ROWS_PER_COLUMN * len(form.columns) // batches) if form else 0
                 x = outputs[names[k]]
                 stats[k] = _accumulate(stats[k], readers[k], form, x, gram, limit, rng)
+        for k in chunk:
+            if stats[k] is not None:
+                stats[k].flush()
     return stats  # type: ignore[return-value]
 
 
@@ -97,8 +116,8 @@ def _probe(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return probe
 
 
-def _runner(probe: onnx.ModelProto):
-    """feeds -> the probed tensors by name, from one onnxruntime session for every batch
+def _runner(probe: onnx.ModelProto, names: list[str]):
+    """feeds -> the tensors `names` by name, from one onnxruntime session for every batch
     of a pass (a session per batch costs more than the run when batches are small)."""
     import onnxruntime as ort
 
@@ -109,7 +128,6 @@ def _runner(probe: onnx.ModelProto):
     session = ort.InferenceSession(
         probe.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
-    names = [o.name for o in probe.graph.output]
     return lambda feeds: dict(zip(names, session.run(names, feeds), strict=True))
 
 
@@ -130,7 +148,7 @@ def _accumulate(stats, reader: Reader, form, x: np.ndarray, gram: bool, limit: i
         stats.colsum += design.sum(axis=0)
         stats.rows += len(design)
         if gram:
-            if stats.gram is None:
-                stats.gram = np.zeros((design.shape[1], design.shape[1]))
-            stats.gram += design.T @ design
+            stats.pending.append(design)
+            if sum(len(d) for d in stats.pending) >= max(design.shape[1] // 2, FLUSH_ROWS):
+                stats.flush()
     return stats
