@@ -14,7 +14,7 @@ from .calib import Calibration
 from .config import PruneConfig
 from .reconstruct import refit
 from .report import layer_costs
-from .validate import run
+from .validate import runner
 
 
 @dataclass
@@ -36,7 +36,8 @@ def measure(model, config: PruneConfig, calib: Calibration, dims, make_plan):
     """One trial per prunable group and ratio, each on a fresh copy of `model`; returns
     the sensitivities and the calibration statistics (reused for the final plan)."""
     base = make_plan(model, replace(config, ratio=0.0, head_ratio=0.0), calib)
-    reference = [run(model.SerializeToString(), feeds) for feeds in calib.batches()]
+    original = runner(model.SerializeToString())
+    reference = [original(feeds) for feeds in calib.batches()]
     macs0 = sum(c.macs for c in layer_costs(model, dims))
     params0 = count_params(model)
     result = []
@@ -89,10 +90,10 @@ def _pruned_copy(model, config: PruneConfig, stats, make_plan) -> onnx.ModelProt
 
 
 def _deviation(pruned: onnx.ModelProto, calib: Calibration, reference: list) -> float:
-    data = pruned.SerializeToString()
+    pruned_run = runner(pruned.SerializeToString())
     err = total = 0.0
     for feeds, ref in zip(calib.batches(), reference, strict=True):
-        got = run(data, feeds)
+        got = pruned_run(feeds)
         for name, y in ref.items():
             y64 = y.astype(np.float64)
             err += float(((got[name].astype(np.float64) - y64) ** 2).sum())

@@ -92,6 +92,10 @@ class PruneConfig:
             raise BadInputError(
                 f"unknown criterion {self.criterion!r}; choose one of {', '.join(CRITERIA)}"
             )
+        if self.calib_random < 0:
+            raise BadInputError(f"--calib-random must be at least 1, got {self.calib_random}")
+        if self.calib is not None and self.calib_random:
+            raise BadInputError("give --calib or --calib-random, not both")
         if self.criterion in DATA_AWARE and not self.has_calibration:
             raise BadInputError(
                 f"--criterion {self.criterion} needs calibration data (--calib or --calib-random)"

@@ -31,7 +31,7 @@ from .planner import ensure_nonempty, plan
 from .reconstruct import ensure_biases, refit
 from .report import GroupReport, PruneReport, layer_costs
 from .scoring import normalise, score
-from .validate import check, compare, input_dims, input_feeds, run
+from .validate import check, compare, input_dims, input_feeds, run, runner
 
 ModelLike = onnx.ModelProto | str | os.PathLike
 
@@ -241,10 +241,10 @@ def _calib_error(original_bytes: bytes, pruned: onnx.ModelProto, calib: Calibrat
     """Relative squared output error of the pruned model on the calibration data."""
     if not original_bytes:
         original_bytes = load_model(source).SerializeToString()
-    pruned_bytes = pruned.SerializeToString()
+    original, pruned_run = runner(original_bytes), runner(pruned.SerializeToString())
     err = ref = 0.0
     for feeds in calib.batches():
-        a, b = run(original_bytes, feeds), run(pruned_bytes, feeds)
+        a, b = original(feeds), pruned_run(feeds)
         for name, y in a.items():
             y64 = y.astype(np.float64)
             err += float(((b[name].astype(np.float64) - y64) ** 2).sum())

@@ -79,6 +79,11 @@ def run(
     optimize=False runs the graph as written: its kernels check every shape, where
     fused kernels of the optimised graph may not notice a channel-count mismatch.
     """
+    return runner(model_bytes, optimize)(feeds)
+
+
+def runner(model_bytes: bytes, optimize: bool = True):
+    """One onnxruntime session, as a function feeds -> outputs by name (see run)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -88,7 +93,11 @@ def run(
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, feeds), strict=True))
+
+    def call(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(names, session.run(names, feeds), strict=True))
+
+    return call
 
 
 def check(model: onnx.ModelProto) -> None:
