@@ -5,6 +5,10 @@ Usage (from anywhere; needs the tools extras and the MiniLM wheel, see tools/min
     python tools/bench_minilm.py                          # TorchScript export, ratios 0.25 0.5
     python tools/bench_minilm.py --dynamo --json /tmp/bench_minilm.json
     python tools/bench_minilm.py --model /tmp/minilm.onnx --ratios 0.25 0.5 0.75
+    python tools/bench_minilm.py --calib [...]            # calibration-aware comparison
+
+``--calib`` hands the other arguments to ``tools/bench_minilm_calib.py`` (data-aware
+criteria and refits on 100 calibration sentences; see its docstring).
 
 The encoder is exported with ``tools/minilm.py`` into a temporary folder (also with
 the dynamo exporter under ``--dynamo``), or ``--model PATH`` is used as it is.  For
@@ -57,6 +61,7 @@ MIN_RUNS = 30
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line arguments."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--calib", action="store_true", help="run tools/bench_minilm_calib.py")
     p.add_argument("--model", type=Path, metavar="PATH", help="an existing MiniLM export")
     p.add_argument("--dynamo", action="store_true", help="also export with the dynamo exporter")
     p.add_argument("--ratios", type=float, nargs="+", default=[0.25, 0.5], help="default: 0.25 0.5")
@@ -336,7 +341,12 @@ def print_costs(results: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; return a process exit code."""
+    """Run the benchmark (``--calib``: bench_minilm_calib's); return a process exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "--calib" in argv:
+        import bench_minilm_calib
+
+        return bench_minilm_calib.main([a for a in argv if a != "--calib"])
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench_minilm-") as folder:
         tmp = Path(folder) if args.keep is None else args.keep

@@ -109,8 +109,7 @@ CALIBRATION: list[str] = [
     "Light from the Sun takes about eight minutes to reach the Earth.",
     "The chemist measured the acidity of the solution.",
     "Researchers found that the bacteria survive in extremely salty water.",
-    "A vaccine trains the immune system to recognise a virus before it can cause serious "
-    "illness.",
+    "A vaccine trains the immune system to recognise a virus before it can cause serious illness.",
     "Glaciers carve deep valleys as they slowly move downhill.",
     "The probe will reach Jupiter in five years.",
     "Photosynthesis turns sunlight, water and carbon dioxide into sugar.",
@@ -149,7 +148,6 @@ CALIBRATION: list[str] = [
     "Owls hunt mostly at night.",
     "A family of ducks crossed the road, and all the traffic stopped to let them pass.",
     "Elephants can recognise themselves in a mirror.",
-    "The horse refused to jump the last fence.",
     "Dolphins were swimming alongside the boat.",
     "The laptop battery lasts about ten hours.",
     "Always back up your files before installing a new operating system.",
