@@ -57,26 +57,63 @@ def measure(model, config: PruneConfig, calib: Calibration, dims, make_plan):
 
 
 def fit_budget(model, config: PruneConfig, sensitivities, stats, dims, make_plan, kind, total):
-    """Per-group ratios that reach the budget once applied together: savings of
-    neighbouring groups are not additive (a layer loses inputs and outputs), so the
-    allocation is redone with the shortfall added until the combined model meets it."""
+    """Per-group ratios that meet the budget once applied together, and a warning when
+    the measured ratios cannot meet it. Savings of neighbouring groups are not additive
+    (a layer loses inputs and outputs), so the greedy chain of moves is cut at the
+    shortest prefix whose combined model, built and measured, is within budget."""
     target = config.target_macs if kind == "macs" else config.target_params
-    budget = target
-    ratios: dict[int, float] = {}
-    for _ in range(8):
-        ratios = allocate(sensitivities, budget, total, kind)
-        trial = replace(config, ratio=0.0, head_ratio=0.0, group_ratios=ratios)
+    chain = greedy_chain(sensitivities, kind)
+
+    def reached(k: int) -> float:
+        trial = replace(config, ratio=0.0, head_ratio=0.0, group_ratios=_ratios(chain[:k]))
         pruned = _pruned_copy(model, trial, stats, make_plan)
         kept = (
             sum(c.macs for c in layer_costs(pruned, dims))
             if kind == "macs"
             else (count_params(pruned))
         )
-        reached = kept / total if total else 1.0
-        if reached <= target + 1e-3 or budget <= 0:
-            break
-        budget = max(budget - (reached - target), 0.0)
-    return ratios
+        return kept / total if total else 1.0
+
+    lo, hi = 0, len(chain)
+    if not chain or reached(hi) > target:
+        return _ratios(
+            chain
+        ), f"the budget ({target:.3g} of {kind}) is out of reach at the measured ratios"
+    while lo < hi:  # shortest prefix within budget
+        mid = (lo + hi) // 2
+        if reached(mid) <= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    return _ratios(chain[:lo]), None
+
+
+def greedy_chain(sensitivities: list, kind: str) -> list[tuple[int, float]]:
+    """Moves (group id, new ratio) in order of least added deviation per unit saved, each
+    jumping to whichever later measured ratio of a group pays best (deviation curves are
+    not always monotone), until every group is at its largest ratio."""
+    state = {s.id: -1 for s in sensitivities}
+    chain = []
+    while True:
+        best, best_rate = None, np.inf
+        for s in sensitivities:
+            i = state[s.id]
+            base_dev = s.deviation[i] if i >= 0 else 0.0
+            base_save = _saved(s, i, kind) if i >= 0 else 0
+            for j in range(i + 1, len(s.ratios)):
+                gain = _saved(s, j, kind) - base_save
+                rate = max(s.deviation[j] - base_dev, 0.0) / gain if gain > 0 else np.inf
+                if rate < best_rate:
+                    best, best_rate = (s, j), rate
+        if best is None:
+            return chain
+        s, j = best
+        state[s.id] = j
+        chain.append((s.id, s.ratios[j]))
+
+
+def _ratios(moves: list[tuple[int, float]]) -> dict[int, float]:
+    return dict(moves)  # later moves of a group replace earlier ones
 
 
 def _pruned_copy(model, config: PruneConfig, stats, make_plan) -> onnx.ModelProto:
@@ -99,31 +136,6 @@ def _deviation(pruned: onnx.ModelProto, calib: Calibration, reference: list) -> 
             err += float(((got[name].astype(np.float64) - y64) ** 2).sum())
             total += float((y64**2).sum())
     return err / total if total > 0 else 0.0
-
-
-def allocate(sensitivities: list, budget: float, total: int, kind: str) -> dict[int, float]:
-    """Per-group ratios whose savings bring `total` down to budget * total, chosen
-    greedily by the least added deviation per unit saved (deviations taken as additive).
-    Returns what it reached if the budget cannot be met at the measured ratios."""
-    need = total - budget * total
-    state = {s.id: 0 for s in sensitivities}
-    saved = 0.0
-    while saved < need:
-        best, best_rate = None, np.inf
-        for s in sensitivities:
-            i = state[s.id]
-            if i >= len(s.ratios):
-                continue
-            gain = _saved(s, i, kind) - (_saved(s, i - 1, kind) if i else 0)
-            cost = s.deviation[i] - (s.deviation[i - 1] if i else 0.0)
-            if gain > 0 and max(cost, 0.0) / gain < best_rate:
-                best, best_rate = s, max(cost, 0.0) / gain
-        if best is None:
-            break
-        i = state[best.id]
-        saved += _saved(best, i, kind) - (_saved(best, i - 1, kind) if i else 0)
-        state[best.id] = i + 1
-    return {s.id: s.ratios[state[s.id] - 1] for s in sensitivities if state[s.id]}
 
 
 def _saved(s: GroupSensitivity, i: int, kind: str) -> int:

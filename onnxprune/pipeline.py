@@ -171,6 +171,8 @@ def prune(
     report = _report(p, model, before, params_before, dims)
     report.refits = [asdict(n) for n in notes]
     report.budget = budget
+    if budget and budget["warning"]:
+        report.warnings.append(budget["warning"])
     if calib is not None:
         report.calib_rel_error = _calib_error(original_bytes or b"", model, calib, source)
     if config.validate:
@@ -204,13 +206,14 @@ def _allocate(model, config: PruneConfig, calib, dims, before, params_before: in
     target = config.target_macs or config.target_params
     total = sum(c.macs for c in before) if kind == "macs" else params_before
     sensitivities, stats = measure(model, config, calib, dims, make_plan)
-    ratios = fit_budget(model, config, sensitivities, stats, dims, make_plan, kind, total)
+    ratios, warning = fit_budget(model, config, sensitivities, stats, dims, make_plan, kind, total)
     chosen = replace(config, ratio=0.0, head_ratio=0.0, group_ratios=ratios)
     info = {
         "kind": kind,
         "target": target,
         "ratios": {str(k): v for k, v in sorted(ratios.items())},
         "sensitivity": [asdict(s) for s in sensitivities],
+        "warning": warning,
     }
     return chosen, info
 

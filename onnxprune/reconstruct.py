@@ -25,7 +25,10 @@ from .analysis import Analysis, Reader
 from .graph import node_label
 
 REFIT_ROWS_PER_COLUMN = 2
-"""A least-squares refit needs at least this many sampled rows per kept column."""
+"""An unregularised least-squares refit needs this many sampled rows per kept column."""
+RIDGE_ROWS_PER_COLUMN = 0.25
+MIN_REFIT_ROWS = 16
+"""With a ridge term the fit is well posed with fewer rows; below these it is noise."""
 
 
 @dataclass
@@ -98,7 +101,8 @@ def _refit_one(a: Analysis, r: Reader, st: ReaderStats, kept, method: str, ridge
         return RefitNote(label, "none", "its bias is not one value per output")
     keep = kept[form.columns]
     mu = st.colsum / st.rows
-    enough = st.rows >= REFIT_ROWS_PER_COLUMN * int(keep.sum())
+    per_column = RIDGE_ROWS_PER_COLUMN if ridge > 0 else REFIT_ROWS_PER_COLUMN
+    enough = st.rows >= max(per_column * int(keep.sum()), MIN_REFIT_ROWS)
     if method == "lsq" and st.gram is not None and enough:
         cov = st.gram / st.rows - np.outer(mu, mu)
         ckk = cov[np.ix_(keep, keep)]
