@@ -66,11 +66,14 @@ def capture(
     gram: bool,
     design: bool = True,
     seed: int = 0,
+    mask: str | None = None,
 ) -> list[ReaderStats]:
     """Statistics for each reader (same order), from one or more passes over `calib`.
 
     design: also sample the readers' design matrices (column sums; Gram if `gram`),
-    about ROWS_PER_COLUMN rows per column in all, spread over the batches."""
+    about ROWS_PER_COLUMN rows per column in all, spread over the batches.
+    mask: a model input (an attention mask) whose zeros mark padding: a reader whose
+    rows line up with its elements (one row per token) leaves those rows out."""
     stats: list[ReaderStats | None] = [None] * len(readers)
     names = [model.graph.node[r.node].input[r.input_index] for r in readers]
     for chunk in _chunks(readers, gram):
@@ -80,11 +83,12 @@ def capture(
         batches = max(-(-calib.samples // calib.batch), 1)
         for feeds in calib.batches():
             outputs = run(feeds)
+            keep_rows = feeds[mask].ravel() != 0 if mask else None
             for k in chunk:
                 form = readers[k].form if design else None
                 limit = -(-ROWS_PER_COLUMN * len(form.columns) // batches) if form else 0
                 x = outputs[names[k]]
-                stats[k] = _accumulate(stats[k], readers[k], form, x, gram, limit, rng)
+                stats[k] = _accumulate(stats[k], readers[k], form, x, gram, limit, rng, keep_rows)
         for k in chunk:
             if stats[k] is not None:
                 stats[k].flush()
@@ -131,8 +135,12 @@ def _runner(probe: onnx.ModelProto, names: list[str]):
     return lambda feeds: dict(zip(names, session.run(names, feeds), strict=True))
 
 
-def _accumulate(stats, reader: Reader, form, x: np.ndarray, gram: bool, limit: int, rng):
+def _accumulate(stats, reader: Reader, form, x, gram: bool, limit: int, rng, keep_rows=None):
     flat = np.moveaxis(x, reader.axis, -1).reshape(-1, x.shape[reader.axis]).astype(np.float64)
+    last = reader.axis in (-1, x.ndim - 1)
+    rows_match = keep_rows is not None and last and len(flat) == keep_rows.size
+    if rows_match:
+        flat = flat[keep_rows]
     if stats is None:
         stats = ReaderStats(np.zeros(flat.shape[1]), np.zeros(flat.shape[1]), 0)
     stats.total += flat.sum(axis=0)
@@ -140,6 +148,8 @@ def _accumulate(stats, reader: Reader, form, x: np.ndarray, gram: bool, limit: i
     stats.count += flat.shape[0]
     if form is not None:
         design = form.design(x)
+        if rows_match and len(design) == keep_rows.size:
+            design = design[keep_rows]
         if len(design) > limit:
             design = design[rng.choice(len(design), limit, replace=False)]
         design = design.astype(np.float64)

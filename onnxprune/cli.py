@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--calib-batch", type=int, default=8, metavar="B", help="samples per onnxruntime run"
     )
     p.add_argument(
+        "--calib-mask",
+        metavar="INPUT",
+        help="an input (attention mask) whose zeros mark padding: left out of statistics",
+    )
+    p.add_argument(
         "--reconstruct",
         choices=("auto", "lsq", "bias", "none"),
         default="auto",
@@ -255,6 +260,7 @@ def run(args: argparse.Namespace) -> int:
         calib=args.calib,
         calib_random=args.calib_random,
         calib_batch=args.calib_batch,
+        calib_mask=args.calib_mask,
         reconstruct=args.reconstruct,
         ridge=args.ridge,
         target_macs=args.target_macs,

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from .errors import BadInputError
 
-CRITERIA = ("l2", "l1", "bn_gamma", "activation", "wanda")
-DATA_AWARE = ("activation", "wanda")
+CRITERIA = ("l2", "l1", "bn_gamma", "activation", "wanda", "energy")
+DATA_AWARE = ("activation", "wanda", "energy")
 RECONSTRUCT = ("auto", "lsq", "bias", "none")
 
 
@@ -33,6 +33,8 @@ class PruneConfig:
     calib: calibration data: an .npz path, a folder of .npy files, or {input: array}
         (first axis = samples). calib_random: that many random samples instead.
     calib_batch: samples per onnxruntime run while collecting statistics.
+    calib_mask: an input (attention mask) whose zeros mark padding tokens; statistics
+        leave those rows out.
     reconstruct: refit the readers of removed channels on the calibration data: "lsq"
         (ridge least squares, falling back to bias compensation where there are too
         few samples), "bias" (bias compensation), "none"; "auto" = lsq with calibration
@@ -75,6 +77,7 @@ class PruneConfig:
     calib: str | dict | None = None
     calib_random: int = 0
     calib_batch: int = 8
+    calib_mask: str | None = None
     reconstruct: str = "auto"
     ridge: float = 0.1
     target_macs: float | None = None

@@ -96,9 +96,9 @@ def make_plan(
     analysis = analyze_graph(index, config)
     groups, roots = build_groups(analysis)
     if stats is None and calib is not None:
-        stats = capture(
-            model, analysis.readers, calib, config.refit == "lsq", config.refit != "none"
-        )
+        gram = config.refit == "lsq" or config.criterion == "energy"
+        design = config.refit != "none" or config.criterion == "energy"
+        stats = capture(model, analysis.readers, calib, gram, design, mask=config.calib_mask)
     scores = score(analysis, roots, config.criterion, stats)
     if config.global_ranking:
         scores = normalise(scores, groups)
@@ -121,6 +121,8 @@ def calibration(model: onnx.ModelProto, config: PruneConfig) -> Calibration | No
         arrays = load_calibration(model, os.fspath(config.calib))
     else:
         arrays = random_calibration(model, config.calib_random, config.input_shapes, config.seed)
+    if config.calib_mask is not None and config.calib_mask not in arrays:
+        raise BadInputError(f"--calib-mask {config.calib_mask}: no such model input")
     size, fixed = batch_size(model, config.calib_batch)
     if fixed and len(next(iter(arrays.values()))) < size:
         raise BadInputError(f"calibration data: the model runs {size} samples at a time")

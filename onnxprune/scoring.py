@@ -48,15 +48,18 @@ def score(a: Analysis, roots: np.ndarray, criterion: str, stats=None) -> np.ndar
     value; bn_gamma: mean |gamma| of its BatchNormalization nodes (l2 where it has none).
     Data-aware (need `stats`, the readers' calibration statistics): activation: the
     channel's RMS where it is read, summed over readers; wanda: that RMS times the L2
-    norm of the reader's weights that multiply it (structured Wanda), summed.
+    norm of the reader's weights that multiply it (structured Wanda), summed; energy:
+    the centred output energy the channel contributes at its readers (needs Gram).
     """
     n = len(a.table)
-    if criterion in ("activation", "wanda"):
+    if criterion in ("activation", "wanda", "energy"):
         if stats is None:
             raise BadInputError(
                 f"criterion {criterion} needs calibration statistics: give calibration data "
                 "(--calib or --calib-random)"
             )
+        if criterion == "energy":
+            return _energy(a, roots, stats)
         return _data_aware(a, roots, criterion, stats)
     total, count = _accumulate(n, _producer_parts(a, roots, 1 if criterion == "l1" else 2))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -84,6 +87,28 @@ def _data_aware(a: Analysis, roots: np.ndarray, criterion: str, stats) -> np.nda
             np.add.at(squares, r.form.columns, (wm.astype(np.float64) ** 2).sum(axis=1))
             value = value * np.sqrt(squares)
         np.add.at(result, roots[r.slots], value)
+    return result
+
+
+def _energy(a: Analysis, roots: np.ndarray, stats) -> np.ndarray:
+    """Centred output energy of each channel at its readers: trace(W_S^T Cov_SS W_S)
+    over the reader's columns S of the channel (what removing it takes away from the
+    reader's output variance; the mean is restored by the refit's bias)."""
+    result = np.zeros(len(roots))
+    index = a.index
+    for r, st in zip(a.readers, stats, strict=True):
+        if st is None or r.form is None or st.gram is None or not st.rows:
+            continue
+        wm = r.form.to_matrix(index.const(index.nodes[r.node].input[r.form.weight_input]))
+        wm = wm.astype(np.float64)
+        mu = st.colsum / st.rows
+        product = (wm @ wm.T) * (st.gram / st.rows - np.outer(mu, mu))
+        labels, inverse = np.unique(roots[r.slots[r.form.columns]], return_inverse=True)
+        by_class = np.zeros((len(labels), product.shape[1]))
+        np.add.at(by_class, inverse, product)
+        energy = np.zeros(len(labels))
+        np.add.at(energy, inverse, by_class[inverse, np.arange(product.shape[1])])
+        result[labels] += np.maximum(energy, 0.0)
     return result
 
 

@@ -29,14 +29,15 @@ refit, apply, validation) and how the readers of removed channels were refitted
 (least squares / bias compensation / none), split by attention output and MLP down
 projection.
 
-Diagnostics (they patch onnxprune functions for the run; the library is not changed):
+Diagnostics (where onnxprune lacks ``calib_mask`` / the ``energy`` criterion, they patch
+its functions for the run; the library is not changed):
 ``--real-tokens`` collects the calibration statistics from real tokens only (rows whose
 attention mask is 1), as a mask-aware capture would; ``--rows-per-column N`` sets the
 refit's minimum number of sampled rows per kept input before it falls back to bias
-compensation (onnxprune's ``REFIT_ROWS_PER_COLUMN``); ``--energy`` adds
-``energy/lsq r=<ridge>`` variants, ranked by each channel's (a head's: its columns
-together) centered output energy at its reader, trace(W_S^T Cov_SS W_S), computed from
-the Gram matrices the refit collects anyway.
+compensation (onnxprune's ``REFIT_ROWS_PER_COLUMN`` and ``RIDGE_ROWS_PER_COLUMN``);
+``--energy`` adds ``energy/lsq r=<ridge>`` variants, ranked by each channel's (a head's:
+its columns together) centered output energy at its reader, trace(W_S^T Cov_SS W_S),
+computed from the Gram matrices the refit collects anyway.
 
 A benchmark, not a test: it exits 0 unless the arguments are unusable or a prune fails.
 """
@@ -68,6 +69,9 @@ from onnxprune import activations, pipeline, reconstruct  # noqa: E402
 
 TARGET = 0.94
 """The issue's target: mean held-out cosine at ratio = head_ratio = 0.25."""
+HAS_MASK = "calib_mask" in {f.name for f in dataclasses.fields(onnxprune.PruneConfig)}
+HAS_ENERGY = "energy" in onnxprune.config.CRITERIA
+"""Where onnxprune has them, --real-tokens and --energy use these instead of patches."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,12 +191,12 @@ def real_tokens_only():
 
         return masked
 
-    def tokens(stats, reader, form, x, gram, limit, rng):
+    def tokens(stats, reader, form, x, gram, limit, rng, *rest):
         mask = held["mask"]
         if x.shape[:2] != mask.shape or reader.axis < 2:
             raise SystemExit(f"--real-tokens: reader input {list(x.shape)} is not [B, S, ...]")
         reader = dataclasses.replace(reader, axis=reader.axis - 1)
-        return accumulate(stats, reader, form, x[mask], gram, limit, rng)
+        return accumulate(stats, reader, form, x[mask], gram, limit, rng, *rest)
 
     with (
         mock.patch.object(activations, "_runner", runner),
@@ -206,13 +210,13 @@ def diagnostics(args: argparse.Namespace, variant: Variant) -> contextlib.ExitSt
     stack = contextlib.ExitStack()
     if variant.scores == "random":
         stack.enter_context(random_ranking(args.seed))
-    elif variant.scores == "energy":
+    elif variant.scores == "energy" and not HAS_ENERGY:
         stack.enter_context(mock.patch.object(pipeline, "score", energy_scores))
-    if args.real_tokens:
+    if args.real_tokens and not HAS_MASK:
         stack.enter_context(real_tokens_only())
-    if args.rows_per_column is not None:
-        patch = mock.patch.object(reconstruct, "REFIT_ROWS_PER_COLUMN", args.rows_per_column)
-        stack.enter_context(patch)
+    for name in ("REFIT_ROWS_PER_COLUMN", "RIDGE_ROWS_PER_COLUMN"):
+        if args.rows_per_column is not None and hasattr(reconstruct, name):
+            stack.enter_context(mock.patch.object(reconstruct, name, args.rows_per_column))
     return stack
 
 
@@ -228,7 +232,11 @@ def refit_counts(refits: list[dict]) -> dict:
 
 def prune_variant(path: Path, variant: Variant, ratio: float, args, out: Path) -> dict:
     """Prune ``path`` with one variant at ``ratio``, save to ``out``; its figures."""
+    native = {"calib_mask": "attention_mask"} if args.real_tokens and HAS_MASK else {}
+    if variant.scores == "energy" and HAS_ENERGY:
+        variant = dataclasses.replace(variant, criterion="energy")
     config = onnxprune.PruneConfig(
+        **native,
         ratio=ratio,
         head_ratio=ratio if args.head_ratio is None else args.head_ratio,
         criterion=variant.criterion,
