@@ -151,7 +151,11 @@ def prune(
         except Exception as exc:
             raise BadInputError(f"onnxruntime cannot run the input model: {_short(exc)}") from exc
         timer.lap("reference run")
-    dims = {k: list(v.shape) for k, v in feeds.items()} if feeds else dict(config.input_shapes)
+    dims = (
+        {k: list(v.shape) for k, v in feeds.items()}
+        if feeds
+        else input_dims(model, config.input_shapes)
+    )
     before = layer_costs(model, dims)
     params_before = count_params(model)
     if config.refit != "none":
