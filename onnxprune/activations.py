@@ -13,6 +13,7 @@ import onnx
 
 from .analysis import Reader
 from .calib import Calibration
+from .graph import with_outputs
 
 GRAM_BUDGET = 1 << 30
 """Bytes of Gram matrices accumulated in one pass; more readers take more passes."""
@@ -78,7 +79,7 @@ def capture(
     names = [model.graph.node[r.node].input[r.input_index] for r in readers]
     for chunk in _chunks(readers, gram):
         wanted = sorted({names[k] for k in chunk})
-        run = _runner(_probe(model, wanted), wanted)
+        run = _runner(with_outputs(model, wanted), wanted)
         rng = np.random.default_rng(seed)
         batches = max(-(-calib.samples // calib.batch), 1)
         for feeds in calib.batches():
@@ -108,16 +109,6 @@ def _chunks(readers: list[Reader], gram: bool) -> list[list[int]]:
         chunks[-1].append(k)
         used += size
     return chunks
-
-
-def _probe(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    present = {o.name for o in probe.graph.output}
-    for name in names:
-        if name not in present:
-            probe.graph.output.add().name = name
-    return probe
 
 
 def _runner(probe: onnx.ModelProto, names: list[str]):

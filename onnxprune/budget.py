@@ -49,7 +49,7 @@ def measure(model, config: PruneConfig, calib: Calibration, dims, make_plan):
             trial = replace(config, ratio=0.0, head_ratio=0.0, group_ratios={group.id: ratio})
             pruned = _pruned_copy(model, trial, base.stats, make_plan)
             sens.ratios.append(ratio)
-            sens.deviation.append(_deviation(pruned, calib, reference))
+            sens.deviation.append(calib_deviation(pruned, calib, reference))
             sens.macs_saved.append(macs0 - sum(c.macs for c in layer_costs(pruned, dims)))
             sens.params_saved.append(params0 - count_params(pruned))
         result.append(sens)
@@ -126,7 +126,9 @@ def _pruned_copy(model, config: PruneConfig, stats, make_plan) -> onnx.ModelProt
     return copy
 
 
-def _deviation(pruned: onnx.ModelProto, calib: Calibration, reference: list) -> float:
+def calib_deviation(pruned: onnx.ModelProto, calib: Calibration, reference: list) -> float:
+    """Relative squared output error of `pruned` on the calibration batches, against the
+    original's outputs `reference` (one dict per batch)."""
     pruned_run = runner(pruned.SerializeToString())
     err = total = 0.0
     for feeds, ref in zip(calib.batches(), reference, strict=True):

@@ -112,6 +112,17 @@ def infer_shapes(
     return shapes
 
 
+def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy of `model` whose graph also outputs the tensors `names` (to read them)."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    present = {o.name for o in probe.graph.output}
+    for name in names:
+        if name not in present:
+            probe.graph.output.add().name = name
+    return probe
+
+
 def refresh_value_info(model: onnx.ModelProto, before: dict, input_dims: dict | None) -> None:
     """Keep the value_info entries whose shape pruning did not change (`before`: shapes
     inferred with `input_dims` before pruning); re-infer the others, dropping those

@@ -14,7 +14,7 @@ from onnx.checker import ValidationError as OnnxCheckerError
 from .activations import capture
 from .analysis import Analysis, analyze_graph
 from .apply import apply_plan, count_params
-from .budget import fit_budget, measure
+from .budget import calib_deviation, fit_budget, measure
 from .calib import (
     Calibration,
     batch_size,
@@ -250,15 +250,8 @@ def _calib_error(original_bytes: bytes, pruned: onnx.ModelProto, calib: Calibrat
     """Relative squared output error of the pruned model on the calibration data."""
     if not original_bytes:
         original_bytes = load_model(source).SerializeToString()
-    original, pruned_run = runner(original_bytes), runner(pruned.SerializeToString())
-    err = ref = 0.0
-    for feeds in calib.batches():
-        a, b = original(feeds), pruned_run(feeds)
-        for name, y in a.items():
-            y64 = y.astype(np.float64)
-            err += float(((b[name].astype(np.float64) - y64) ** 2).sum())
-            ref += float((y64**2).sum())
-    return err / ref if ref > 0 else 0.0
+    original = runner(original_bytes)
+    return calib_deviation(pruned, calib, [original(feeds) for feeds in calib.batches()])
 
 
 ORACLE_TOLERANCE = 1e-4

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import onnx
 
-from .graph import infer_shapes, node_label
+from .graph import infer_shapes, node_label, with_outputs
 from .validate import OutputDiff
 
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -62,12 +62,7 @@ def _measured_shapes(model: onnx.ModelProto, names: list[str], input_dims) -> di
     """Shapes shape inference could not tell, read off one onnxruntime run (or none)."""
     from .validate import input_feeds, run
 
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    known = {o.name for o in probe.graph.output}
-    for name in names:
-        if name not in known:
-            probe.graph.output.add().name = name
+    probe = with_outputs(model, names)
     try:
         feeds = input_feeds(probe, input_dims, seed=0)
         outputs = run(probe.SerializeToString(), feeds, optimize=False)
