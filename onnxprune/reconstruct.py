@@ -22,7 +22,7 @@ from onnx import helper, numpy_helper
 
 from .activations import ReaderStats
 from .analysis import Analysis, Reader
-from .graph import node_label
+from .graph import constant_node_value, node_label
 
 REFIT_ROWS_PER_COLUMN = 2
 """An unregularised least-squares refit needs this many sampled rows per kept column."""
@@ -158,14 +158,13 @@ def _bias_name(model: onnx.ModelProto, nodes, r: Reader) -> str | None:
 
 
 def _const(model: onnx.ModelProto, name: str) -> np.ndarray | None:
+    """A constant of a model that has no GraphIndex yet (ensure_biases runs before one)."""
     for t in model.graph.initializer:
         if t.name == name:
             return numpy_helper.to_array(t)
     for n in model.graph.node:
         if n.op_type == "Constant" and n.output[0] == name:
-            for attr in n.attribute:
-                if attr.name == "value":
-                    return numpy_helper.to_array(attr.t)
+            return constant_node_value(n)
     return None
 
 
