@@ -13,6 +13,7 @@ import onnx
 
 from .analysis import Reader
 from .calib import Calibration
+from . import validate
 from .graph import with_outputs
 
 GRAM_BUDGET = 1 << 30
@@ -114,15 +115,7 @@ def _chunks(readers: list[Reader], gram: bool) -> list[list[int]]:
 def _runner(probe: onnx.ModelProto, names: list[str]):
     """feeds -> the tensors `names` by name, from one onnxruntime session for every batch
     of a pass (a session per batch costs more than the run when batches are small)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(
-        probe.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
+    session = validate.session(probe.SerializeToString(), optimize=False)
     return lambda feeds: dict(zip(names, session.run(names, feeds), strict=True))
 
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import onnx
 
 from . import __version__
 from .config import CRITERIA, PruneConfig
 from .errors import BadInputError, OnnxPruneError
-from .pipeline import prune
+from .modelio import EXTERNAL_MODES
+from .pipeline import prune_file
 
 
 class _Exit(Exception):
@@ -165,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="skip the checker and onnxruntime comparison",
     )
+    p.add_argument(
+        "--external-data",
+        choices=EXTERNAL_MODES,
+        default="auto",
+        help="write weights to OUTPUT.data beside the model: auto (when the input had "
+        "external data or the weights exceed 1 GiB), always, never (one file, at most 2 GB)",
+    )
     p.add_argument("--report", metavar="FILE.json", help="also write the report as JSON")
     p.add_argument("--seed", type=int, default=0, help="seed of the validation inputs")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
@@ -204,42 +211,9 @@ def _same_path(a: str, b: str) -> bool:
     return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
 
 
-def _new_file_mode() -> int:
-    """The mode open() would give a new file: 0o666 minus the umask (mkstemp uses 0o600)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def write_atomic(files: Sequence[tuple[str, Callable[[str], None]]]) -> None:
-    """Write each (path, write) through a temporary file in its folder; rename them all
-    only once every one is complete, so a failure leaves none of them behind."""
-    temps: list[str] = []
-    path = files[0][0] if files else ""
-    try:
-        for path, write in files:
-            folder = os.path.dirname(os.path.abspath(path))
-            fd, tmp = tempfile.mkstemp(prefix=".onnxprune-", suffix=".tmp", dir=folder)
-            temps.append(tmp)
-            os.close(fd)
-            os.chmod(tmp, _new_file_mode())
-            write(tmp)
-        for (path, _), tmp in zip(files, temps, strict=True):
-            os.replace(tmp, path)
-    except OSError as exc:
-        raise OnnxPruneError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    finally:
-        for tmp in temps:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-
-
-def _write_text(text: str) -> Callable[[str], None]:
-    def write(path: str) -> None:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    return write
+def _write_report(path: str, report) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(report.to_json())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -266,11 +240,8 @@ def run(args: argparse.Namespace) -> int:
         target_macs=args.target_macs,
         target_params=args.target_params,
     ).check()
-    model, report = prune(args.model, config)
-    files = [(args.output, lambda tmp: onnx.save(model, tmp))]
-    if args.report:
-        files.append((args.report, _write_text(report.to_json())))
-    write_atomic(files)
+    companions = [(args.report, _write_report)] if args.report else []
+    report = prune_file(args.model, args.output, config, args.external_data, companions)
     if not args.quiet:
         print(report.to_text(verbose=args.verbose))
         print(f"wrote {args.output}")

@@ -10,6 +10,7 @@ from dataclasses import asdict
 
 from .config import CRITERIA, PruneConfig
 from .errors import BadInputError
+from .modelio import write_files
 from .pipeline import sensitivity
 
 
@@ -52,15 +53,22 @@ def run(args: argparse.Namespace, shapes: dict) -> int:
     found, macs, params = sensitivity(args.model, config)
     if not args.quiet:
         print(format_table(found, macs))
+    files = []
     if args.plot:
         from .plot import sensitivity_plot
 
-        sensitivity_plot(found, args.plot, f"sensitivity of {os.path.basename(args.model)}")
+        title = f"sensitivity of {os.path.basename(args.model)}"
+        files.append((args.plot, lambda path: sensitivity_plot(found, path, title)))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"macs": macs, "params": params,
-                       "groups": [asdict(s) for s in found]}, f, indent=2)  # fmt: skip
+        figures = {"macs": macs, "params": params, "groups": [asdict(s) for s in found]}
+        files.append((args.json, lambda path: _write_json(path, figures)))
+    write_files(files)
     return 0
+
+
+def _write_json(path: str, figures: dict) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(figures, f, indent=2)
 
 
 def format_table(found: list, macs: int) -> str:

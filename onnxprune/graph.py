@@ -13,7 +13,11 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .modelio import tensor_array
+
 _LIGHT_LIMIT = 64  # initializers with more elements than this are typed inputs for inference
+_CACHE_LIMIT = 1 << 16
+"""Constants up to this many bytes are cached; larger ones (weights) are read on use."""
 _CONSTANT_ATTRS = ("value", "value_float", "value_floats", "value_int", "value_ints")
 
 
@@ -211,7 +215,10 @@ class GraphIndex:
             return None
         if name not in self._cache:
             if name in self.initializers:
-                self._cache[name] = numpy_helper.to_array(self.initializers[name])
+                value = tensor_array(self.initializers[name])
+                if value.nbytes > _CACHE_LIMIT:
+                    return value  # weights are read when needed, not kept twice
+                self._cache[name] = value
             elif name in self.constant_nodes:
                 value = constant_node_value(self.constant_nodes[name])
                 if value is None:
@@ -244,7 +251,9 @@ class GraphIndex:
 
     def set_const(self, name: str, value: np.ndarray) -> None:
         """Replace a constant's value where it lives (initializer or Constant node)."""
-        self._cache[name] = value
+        self._cache.pop(name, None)
+        if value.nbytes <= _CACHE_LIMIT:
+            self._cache[name] = value
         tensor = numpy_helper.from_array(value, name)
         if name in self.initializers:
             self.initializers[name].CopyFrom(tensor)
@@ -257,7 +266,8 @@ class GraphIndex:
         tensor = self.model.graph.initializer.add()
         tensor.CopyFrom(numpy_helper.from_array(value, name))
         self.initializers[name] = tensor
-        self._cache[name] = value
+        if value.nbytes <= _CACHE_LIMIT:
+            self._cache[name] = value
 
     def shape(self, name: str) -> list[Dim] | None:
         if name in self.shapes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -23,9 +24,20 @@ from .calib import (
     random_calibration,
 )
 from .config import PruneConfig
-from .errors import BadInputError, UnsupportedModelError, ValidationError
+from .errors import BadInputError, OnnxPruneError, UnsupportedModelError, ValidationError
 from .graph import GraphIndex
 from .groups import ChannelGroup, build_groups
+from .modelio import (
+    EXTERNAL_MODES,
+    Staging,
+    check_external_data,
+    external_folder,
+    has_external_data,
+    load_external_into,
+    save_model,
+    source_bytes,
+    wants_external,
+)
 from .oracle import masked_model
 from .planner import ensure_nonempty, plan
 from .reconstruct import ensure_biases, refit
@@ -36,25 +48,35 @@ from .validate import check, compare, input_dims, input_feeds, run, runner
 ModelLike = onnx.ModelProto | str | os.PathLike
 
 
-def load_model(source: ModelLike) -> onnx.ModelProto:
-    """A private copy of the model (a path is read, never written)."""
+def load_model(source: ModelLike) -> tuple[onnx.ModelProto, str | None]:
+    """A private copy of the model, and the folder its external data lives in (None if
+    it has none). A path is read, never written; its external tensors stay on disk,
+    checked, and are read only when used (see modelio)."""
     if isinstance(source, onnx.ModelProto):
+        if has_external_data(source):
+            raise BadInputError(
+                "the model refers to external data but was given in memory; "
+                "pass its path so its data files can be found"
+            )
         model = onnx.ModelProto()
         model.CopyFrom(source)
-        return model
+        return model, None
     path = os.fspath(source)
     if not os.path.exists(path):
         raise BadInputError(f"{path}: no such file")
     if not os.path.isfile(path):
         raise BadInputError(f"{path}: not a file")
     try:
-        model = onnx.load(path)
+        model = onnx.load(path, load_external_data=False)
     except (DecodeError, RuntimeError, ValueError, OSError, OnnxCheckerError) as exc:
-        # OnnxCheckerError: onnx.load rejects an external-data file (missing, not a file)
         raise BadInputError(f"{path}: not a readable ONNX model ({_short(exc)})") from exc
     if not model.graph.node:
         raise BadInputError(f"{path}: not an ONNX model (no graph nodes)")
-    return model
+    if not has_external_data(model):
+        return model, None
+    folder = os.path.dirname(os.path.abspath(path))
+    check_external_data(model, folder, path)
+    return model, folder
 
 
 @dataclass
@@ -134,12 +156,84 @@ def prune(
 ) -> tuple[onnx.ModelProto, PruneReport]:
     """Prune a model (ModelProto or path); return the pruned model and its report.
 
+    The returned model holds all its weights, even when the source kept them in external
+    data; for large models use `prune_file`, which streams them to the output instead.
     Raises BadInputError for unusable input, ValidationError when the pruned model
     fails a check (nothing is returned then).
     """
     config = (config or PruneConfig()).check()
+    model, folder = load_model(source)
+    with external_folder(folder):
+        work = _prune(model, config, source)
+        if config.validate:
+            _validate(work, model)
+        load_external_into(model)
+    return model, work.report
+
+
+def prune_file(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    config: PruneConfig | None = None,
+    external_data: str = "auto",
+    companions: Sequence[tuple[str, Callable[[str, PruneReport], None]]] = (),
+) -> PruneReport:
+    """Prune the model at `source` and write it to `output`; return the report.
+
+    Weights are read from the source's external data as they are needed and streamed
+    to the output, so memory holds little more than what pruning changed. The output
+    is written under a temporary name in its folder and validated there (checker and
+    onnxruntime from the file itself); only then is it moved into place, with each
+    (path, write(path, report)) of `companions` (reports). On any failure nothing is
+    left behind. `external_data`: auto (external when the source was, or the weights
+    exceed 1 GiB), always, or never (one file, at most 2 GB).
+    """
+    config = (config or PruneConfig()).check()
+    if external_data not in EXTERNAL_MODES:
+        raise BadInputError(f"--external-data must be one of {', '.join(EXTERNAL_MODES)}")
+    output = os.fspath(output)
+    model, folder = load_model(source)
+    file_bytes = source_bytes(source, model if folder else None)
+    with external_folder(folder), Staging() as staging:
+        work = _prune(model, config, source)
+        staged = staging.path(output)
+        external = wants_external(model, external_data, folder is not None)
+        try:
+            save_model(model, staged, external)
+        except OSError as exc:
+            raise OnnxPruneError(f"cannot write {output}: {exc.strerror or exc}") from exc
+        work.report.file_bytes_before = file_bytes
+        work.report.file_bytes_after = sum(os.path.getsize(f) for f in _written(staged))
+        if config.validate:
+            _validate(work, staged)
+        try:
+            for path, write in companions:
+                write(staging.path(path), work.report)
+        except OSError as exc:
+            raise OnnxPruneError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        staging.commit()
+    return work.report
+
+
+def _written(staged: str) -> list[str]:
+    return [f for f in (staged, staged + ".data") if os.path.exists(f)]
+
+
+@dataclass
+class _Work:
+    """What validation needs of a prune: the plan, the original, its outputs."""
+
+    report: PruneReport
+    plan: Plan
+    original_bytes: bytes | None
+    feeds: dict | None
+    reference: dict | None
+    exact: bool
+
+
+def _prune(model: onnx.ModelProto, config: PruneConfig, source: ModelLike) -> _Work:
+    """Everything but validation: `model` is pruned in place."""
     timer = _Timer()
-    model = load_model(source)
     original_bytes = model.SerializeToString() if config.validate else None
     calib = calibration(model, config)
     timer.lap("load")
@@ -160,7 +254,7 @@ def prune(
     params_before = count_params(model)
     if config.refit != "none":
         pre = analyze_graph(GraphIndex(model, input_dims(model, config.input_shapes)), config)
-        model = ensure_biases(model, pre.readers)
+        ensure_biases(model, pre.readers)
     budget = None
     if config.target_macs or config.target_params:
         config, budget = _allocate(model, config, calib, dims, before, params_before)
@@ -181,11 +275,8 @@ def prune(
         report.warnings.append(budget["warning"])
     if calib is not None:
         report.calib_rel_error = _calib_error(original_bytes or b"", model, calib, source)
-    if config.validate:
-        _validate(report, model, p, original_bytes, feeds, reference, exact=not notes)
-        timer.lap("validate")
     report.seconds = timer.laps
-    return model, report
+    return _Work(report, p, original_bytes, feeds, reference, exact=not notes)
 
 
 def sensitivity(source: ModelLike, config: PruneConfig) -> tuple[list, int, int]:
@@ -194,14 +285,19 @@ def sensitivity(source: ModelLike, config: PruneConfig) -> tuple[list, int, int]
     config = config.check()
     if not config.has_calibration:
         raise BadInputError("sensitivity needs calibration data (--calib or --calib-random)")
-    model = load_model(source)
+    model, folder = load_model(source)
+    with external_folder(folder):
+        return _sensitivity(model, config)
+
+
+def _sensitivity(model: onnx.ModelProto, config: PruneConfig) -> tuple[list, int, int]:
     calib = calibration(model, config)
     dims = input_dims(model, config.input_shapes)
     macs = sum(c.macs for c in layer_costs(model, dims))
     params = count_params(model)
     if config.refit != "none":
         pre = analyze_graph(GraphIndex(model, dims), config)
-        model = ensure_biases(model, pre.readers)
+        ensure_biases(model, pre.readers)
     found, _ = measure(model, config, calib, dims, make_plan)
     return found, macs, params
 
@@ -224,32 +320,36 @@ def _allocate(model, config: PruneConfig, calib, dims, before, params_before: in
     return chosen, info
 
 
-def _validate(report, model, p: Plan, original_bytes, feeds, reference, exact: bool) -> None:
-    check(model)
-    pruned_bytes = model.SerializeToString()
+def _validate(work: _Work, pruned: onnx.ModelProto | str) -> None:
+    """Check the pruned model (in memory, or the path it was written to) and compare it
+    with the original, and with the masking oracle where pruning is exact."""
+    start = time.perf_counter()
+    report = work.report
+    check(pruned)
+    target = pruned.SerializeToString() if isinstance(pruned, onnx.ModelProto) else pruned
     try:
-        pruned_out = run(pruned_bytes, feeds, optimize=False)
-        optimised_out = run(pruned_bytes, feeds)
+        pruned_out = run(target, work.feeds, optimize=False)
+        optimised_out = run(target, work.feeds)
     except Exception as exc:
         raise ValidationError(f"onnxruntime cannot run the pruned model: {_short(exc)}") from exc
-    report.outputs = compare(reference, pruned_out)
-    compare(reference, optimised_out)
-    exact = exact and not any(g.approximate and g.kept < g.channels for g in report.groups)
-    if not exact:
-        return  # refitted or approximate: the masked original is not the reference
-    report.oracle_rel_diff = _oracle_diff(original_bytes, p, feeds, pruned_out)
-    if report.oracle_rel_diff > ORACLE_TOLERANCE:
-        raise ValidationError(
-            "the pruned model does not compute what the original computes with the "
-            f"removed channels masked (relative difference {report.oracle_rel_diff:.3g}); "
-            "this is a bug in onnxprune: please report this model"
-        )
+    report.outputs = compare(work.reference, pruned_out)
+    compare(work.reference, optimised_out)
+    exact = work.exact and not any(g.approximate and g.kept < g.channels for g in report.groups)
+    if exact:  # refitted or approximate: the masked original is not the reference
+        report.oracle_rel_diff = _oracle_diff(work.original_bytes, work.plan, work.feeds, pruned_out)
+        if report.oracle_rel_diff > ORACLE_TOLERANCE:
+            raise ValidationError(
+                "the pruned model does not compute what the original computes with the "
+                f"removed channels masked (relative difference {report.oracle_rel_diff:.3g}); "
+                "this is a bug in onnxprune: please report this model"
+            )
+    report.seconds["validate"] = time.perf_counter() - start
 
 
 def _calib_error(original_bytes: bytes, pruned: onnx.ModelProto, calib: Calibration, source):
     """Relative squared output error of the pruned model on the calibration data."""
     if not original_bytes:
-        original_bytes = load_model(source).SerializeToString()
+        original_bytes = load_model(source)[0].SerializeToString()
     original = runner(original_bytes)
     return calib_deviation(pruned, calib, [original(feeds) for feeds in calib.batches()])
 

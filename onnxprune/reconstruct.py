@@ -23,6 +23,7 @@ from onnx import helper, numpy_helper
 from .activations import ReaderStats
 from .analysis import Analysis, Reader
 from .graph import constant_node_value, node_label
+from .modelio import tensor_array
 
 REFIT_ROWS_PER_COLUMN = 2
 """An unregularised least-squares refit needs this many sampled rows per kept column."""
@@ -39,11 +40,10 @@ class RefitNote:
     why: str = ""
 
 
-def ensure_biases(model: onnx.ModelProto, readers: list[Reader]) -> onnx.ModelProto:
-    """A copy of `model` where every reader with a linear form has a bias to adjust: an
-    added zero bias input, or an Add of zeros after a node that takes none."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+def ensure_biases(model: onnx.ModelProto, readers: list[Reader]) -> None:
+    """Give every reader with a linear form a bias to adjust, in place: an added zero
+    bias input, or an Add of zeros after a node that takes none."""
+    out = model
     graph = out.graph
     nodes = list(graph.node)
     inserted: dict[int, onnx.NodeProto] = {}
@@ -69,7 +69,6 @@ def ensure_biases(model: onnx.ModelProto, readers: list[Reader]) -> onnx.ModelPr
         graph.node.append(node)
         if k in inserted:
             graph.node.append(inserted[k])
-    return out
 
 
 def refit(a: Analysis, stats: list[ReaderStats], keep_slot: np.ndarray, method: str, ridge: float):
@@ -161,7 +160,7 @@ def _const(model: onnx.ModelProto, name: str) -> np.ndarray | None:
     """A constant of a model that has no GraphIndex yet (ensure_biases runs before one)."""
     for t in model.graph.initializer:
         if t.name == name:
-            return numpy_helper.to_array(t)
+            return tensor_array(t)
     for n in model.graph.node:
         if n.op_type == "Constant" and n.output[0] == name:
             return constant_node_value(n)

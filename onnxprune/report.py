@@ -118,6 +118,10 @@ class PruneReport:
     """Per reader of removed channels: how it was refit (lsq, bias, none) and why."""
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    file_bytes_before: int | None = None
+    """Bytes of the model file and its external data files, when read from disk."""
+    file_bytes_after: int | None = None
+    """Bytes written (model file and its data file), when written by `prune_file`."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -141,6 +145,11 @@ def format_report(r: PruneReport, verbose: bool = False) -> str:
         f"{'MACs':12}{r.macs_before:>14,}{r.macs_after:>14,}"
         f"{_ratio(r.macs_after, r.macs_before):>8}",
     ]
+    if r.file_bytes_before and r.file_bytes_after:
+        lines.append(
+            f"{'file bytes':12}{r.file_bytes_before:>14,}{r.file_bytes_after:>14,}"
+            f"{_ratio(r.file_bytes_after, r.file_bytes_before):>8}"
+        )
     pruned = [g for g in r.groups if g.kept < g.channels]
     frozen = [g for g in r.groups if g.frozen]
     lines.append(

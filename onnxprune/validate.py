@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 
 from .errors import BadInputError, ValidationError
+from .modelio import current_folder, has_external_data, is_external
 
 DEFAULT_DIM = 64
 """Size given to a symbolic dimension other than the first (which gets 1)."""
@@ -72,18 +73,20 @@ def _index_range(model: onnx.ModelProto, name: str) -> int:
 
 
 def run(
-    model_bytes: bytes, feeds: dict[str, np.ndarray], optimize: bool = True
+    model: bytes | str, feeds: dict[str, np.ndarray], optimize: bool = True
 ) -> dict[str, np.ndarray]:
-    """Run a serialised model in onnxruntime (CPU, 2 threads); outputs by name.
+    """Run a model (serialised bytes or a path) in onnxruntime (CPU, 2 threads); outputs
+    by name.
 
     optimize=False runs the graph as written: its kernels check every shape, where
     fused kernels of the optimised graph may not notice a channel-count mismatch.
     """
-    return runner(model_bytes, optimize)(feeds)
+    return runner(model, optimize)(feeds)
 
 
-def runner(model_bytes: bytes, optimize: bool = True):
-    """One onnxruntime session, as a function feeds -> outputs by name (see run)."""
+def session(model: bytes | str, optimize: bool = True):
+    """An onnxruntime CPU session (2 threads). External-data references in `model`
+    bytes resolve against `modelio.external_folder`; a path resolves its own."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -91,21 +94,52 @@ def runner(model_bytes: bytes, optimize: bool = True):
     options.log_severity_level = 3
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
+    folder = current_folder()
+    if folder and isinstance(model, bytes):
+        options.add_session_config_entry(
+            "session.model_external_initializers_file_folder_path", folder
+        )
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def runner(model: bytes | str, optimize: bool = True):
+    """One onnxruntime session, as a function feeds -> outputs by name (see run)."""
+    sess = session(model, optimize)
+    names = [o.name for o in sess.get_outputs()]
 
     def call(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(names, session.run(names, feeds), strict=True))
+        return dict(zip(names, sess.run(names, feeds), strict=True))
 
     return call
 
 
-def check(model: onnx.ModelProto) -> None:
-    """onnx.checker (full) and strict shape inference; ValidationError on failure."""
+def check(model: onnx.ModelProto | str) -> None:
+    """onnx.checker (full, with shape inference) on a model or a written model's path;
+    ValidationError on failure. In-memory external-data references are checked by
+    modelio when read and written, so the checker sees them as typed graph inputs."""
+    if isinstance(model, onnx.ModelProto) and has_external_data(model):
+        model = _without_external(model)
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # the checker raises several types
         raise ValidationError(f"pruned model fails onnx.checker: {_first_line(exc)}") from exc
+
+
+def _without_external(model: onnx.ModelProto) -> onnx.ModelProto:
+    light = onnx.ModelProto()
+    light.CopyFrom(model)
+    graph = light.graph
+    kept = [t for t in graph.initializer if not is_external(t)]
+    moved = [t for t in graph.initializer if is_external(t)]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    declared = {i.name for i in graph.input}
+    graph.input.extend(
+        onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+        for t in moved
+        if t.name not in declared
+    )
+    return light
 
 
 def compare(reference: dict[str, np.ndarray], pruned: dict[str, np.ndarray]) -> list[OutputDiff]:

@@ -222,7 +222,7 @@ def test_missing_external_data_file(ws, capsys):
     onnx.save(model, path, save_as_external_data=True, location="ext.data", size_threshold=0)
     (ws.inp / "ext.data").unlink()
     line = fails(ws, capsys, [path, "-o", ws.output], 2)
-    assert f"{path}: not a readable ONNX model" in line and "ext.data" in line
+    assert f"{path}: tensor" in line and "external data file 'ext.data' is missing" in line
 
 
 # -- bad arguments -------------------------------------------------------------------

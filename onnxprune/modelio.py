@@ -1,0 +1,405 @@
+"""Models whose weights live in external data files: checked loading, memory-mapped
+reads, streamed writes.
+
+A model loaded from a path keeps its external tensors as references (no weight is read
+at load). `external_folder` names the folder those references resolve against while
+onnxprune works on the model; `tensor_array` maps one tensor at a time, and
+`save_model` streams every tensor to the output, so memory holds only what pruning
+changed. Every reference is checked before anything is read: a location must be a
+relative path inside the model's folder (symlinks resolved), name a regular file, and
+that file must hold the bytes the tensor's type and dims need.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from .errors import BadInputError, OnnxPruneError
+
+EXTERNAL_MODES = ("auto", "always", "never")
+PROTOBUF_LIMIT = 2**31 - 1
+"""Serialised protobuf messages cannot exceed 2 GiB: larger models need external data."""
+INLINE_LIMIT = 1 << 30
+"""`auto` writes external data when the weights exceed this (1 GiB), or when the source
+model stored its weights externally."""
+EXTERNAL_MIN_BYTES = 1024
+"""Tensors smaller than this stay inline even in an external-data model (as onnx does)."""
+ALIGN = 4096
+"""Offsets of tensors in a written data file are multiples of this (page size), so a
+reader can map each tensor directly."""
+_COPY_CHUNK = 16 << 20
+
+_folder: ContextVar[str | None] = ContextVar("onnxprune_external_folder", default=None)
+
+
+@contextlib.contextmanager
+def external_folder(folder: str | None) -> Iterator[None]:
+    """Resolve external-data references of in-memory models against `folder` inside
+    this block (None: the model has none)."""
+    token = _folder.set(os.path.abspath(folder) if folder else None)
+    try:
+        yield
+    finally:
+        _folder.reset(token)
+
+
+def current_folder() -> str | None:
+    """The folder external-data references resolve against here, if any."""
+    return _folder.get()
+
+
+def is_external(tensor: onnx.TensorProto) -> bool:
+    return tensor.data_location == onnx.TensorProto.EXTERNAL
+
+
+def _entries(tensor: onnx.TensorProto) -> dict[str, str]:
+    return {e.key: e.value for e in tensor.external_data}
+
+
+def _stored_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
+    """Initializers and the tensors of Constant nodes of the main graph."""
+    yield from model.graph.initializer
+    for node in model.graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                yield attr.t
+
+
+def has_external_data(model: onnx.ModelProto) -> bool:
+    return any(is_external(t) for t in _stored_tensors(model))
+
+
+def _expected_bytes(tensor: onnx.TensorProto) -> int | None:
+    """Bytes the tensor's data needs, or None for types without a fixed item size."""
+    if tensor.data_type == onnx.TensorProto.STRING:
+        return None
+    try:
+        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+    except (KeyError, TypeError, ValueError):
+        return None
+    count = 1
+    for d in tensor.dims:
+        if d < 0:
+            return None
+        count *= int(d)
+    if tensor.data_type in _SUBBYTE:
+        return (count * _SUBBYTE[tensor.data_type] + 7) // 8
+    return count * itemsize
+
+
+_SUBBYTE = {
+    getattr(onnx.TensorProto, name): 4
+    for name in ("INT4", "UINT4", "FLOAT4E2M1")
+    if hasattr(onnx.TensorProto, name)
+}
+
+
+class ExternalRef:
+    """A checked external-data reference: the file, where the bytes start, how many."""
+
+    def __init__(self, path: str, offset: int, length: int) -> None:
+        self.path, self.offset, self.length = path, offset, length
+
+
+def resolve(tensor: onnx.TensorProto, folder: str, model_name: str = "model") -> ExternalRef:
+    """Check one external reference against `folder`; BadInputError naming the tensor."""
+    entries = _entries(tensor)
+    where = f"{model_name}: tensor '{tensor.name}'"
+    location = entries.get("location", "")
+    if not location:
+        raise BadInputError(f"{where} is stored externally but names no file")
+    if os.path.isabs(location) or location.startswith(("/", "\\")) or ":" in location[:2]:
+        raise BadInputError(
+            f"{where}: external data location {location!r} is an absolute path; "
+            "onnxprune reads only files inside the model's folder"
+        )
+    parts = location.replace("\\", "/").split("/")
+    if ".." in parts:
+        raise BadInputError(
+            f"{where}: external data location {location!r} leaves the model's folder"
+        )
+    root = os.path.realpath(folder)
+    path = os.path.realpath(os.path.join(root, location))
+    if os.path.commonpath([root, path]) != root:
+        raise BadInputError(
+            f"{where}: external data location {location!r} resolves outside the model's "
+            "folder (through a symbolic link)"
+        )
+    if not os.path.exists(path):
+        raise BadInputError(f"{where}: external data file {location!r} is missing")
+    if not os.path.isfile(path):
+        raise BadInputError(f"{where}: external data {location!r} is not a regular file")
+    try:
+        offset = int(entries.get("offset", "0"))
+        length = int(entries["length"]) if "length" in entries else None
+    except ValueError as exc:
+        raise BadInputError(f"{where}: external data offset/length are not integers") from exc
+    if offset < 0 or (length is not None and length < 0):
+        raise BadInputError(f"{where}: negative external data offset or length")
+    size = os.path.getsize(path)
+    expected = _expected_bytes(tensor)
+    if length is None:
+        length = expected if expected is not None else size - offset
+    if expected is not None and length != expected:
+        raise BadInputError(
+            f"{where}: external data length {length} does not match its type and dims "
+            f"{list(tensor.dims)} ({expected} bytes)"
+        )
+    if offset + length > size:
+        raise BadInputError(
+            f"{where}: external data file {location!r} is too short ({size} bytes; the "
+            f"tensor needs bytes {offset} to {offset + length})"
+        )
+    return ExternalRef(path, offset, length)
+
+
+def check_external_data(model: onnx.ModelProto, folder: str, model_name: str = "model") -> None:
+    """Check every external reference of the main graph (see `resolve`)."""
+    for tensor in _stored_tensors(model):
+        if is_external(tensor):
+            resolve(tensor, folder, model_name)
+
+
+def tensor_array(tensor: onnx.TensorProto) -> np.ndarray:
+    """The tensor's value. External data is memory-mapped read-only (no copy) where the
+    type allows; it resolves against `external_folder`."""
+    if not is_external(tensor):
+        return numpy_helper.to_array(tensor)
+    folder = current_folder()
+    if folder is None:
+        raise OnnxPruneError(
+            f"tensor '{tensor.name}' is stored in external data, but the model's folder "
+            "is unknown (load the model from its path)"
+        )
+    ref = resolve(tensor, folder)
+    dtype = _plain_dtype(tensor.data_type)
+    if dtype is None:  # bfloat16, float8, int4 ...: onnx's converter knows them
+        return numpy_helper.to_array(tensor, base_dir=folder)
+    shape = tuple(int(d) for d in tensor.dims)
+    if ref.length == 0:
+        return np.zeros(shape, dtype)
+    return np.memmap(ref.path, dtype=dtype, mode="r", offset=ref.offset, shape=shape)
+
+
+def _plain_dtype(data_type: int) -> np.dtype | None:
+    """The little-endian numpy type whose bytes are the tensor's raw bytes, if any."""
+    if data_type in (
+        onnx.TensorProto.STRING,
+        onnx.TensorProto.BFLOAT16,
+        onnx.TensorProto.UNDEFINED,
+    ):
+        return None
+    try:
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(data_type))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if dtype.kind not in "biufc":
+        return None
+    if data_type in _SUBBYTE or dtype.itemsize == 1 and data_type not in _BYTE_TYPES:
+        return None  # float8 variants map to uint8-like storage with their own decoding
+    return dtype.newbyteorder("<")
+
+
+_BYTE_TYPES = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.BOOL}
+
+
+def load_external_into(model: onnx.ModelProto) -> None:
+    """Read every external tensor into the model itself (its references resolve against
+    `external_folder`), so the model no longer needs its folder."""
+    for tensor in _stored_tensors(model):
+        if is_external(tensor):
+            value = np.ascontiguousarray(tensor_array(tensor))
+            _set_raw(tensor, value)
+
+
+def _set_raw(tensor: onnx.TensorProto, value: np.ndarray) -> None:
+    if _plain_dtype(tensor.data_type) is None:
+        tensor.CopyFrom(numpy_helper.from_array(value, tensor.name))
+        return
+    del tensor.external_data[:]
+    tensor.data_location = onnx.TensorProto.DEFAULT
+    tensor.raw_data = value.astype(value.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def tensor_bytes(model: onnx.ModelProto) -> int:
+    """Bytes of every initializer and Constant tensor, inline or external."""
+    total = 0
+    for tensor in _stored_tensors(model):
+        size = _expected_bytes(tensor)
+        total += size if size is not None else tensor.ByteSize()
+    return total
+
+
+def source_bytes(path: str | os.PathLike, model: onnx.ModelProto | None = None) -> int:
+    """Bytes of a model file plus the external data files `model` (its light form,
+    references checked) names."""
+    total = os.path.getsize(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    files = {
+        resolve(t, folder).path
+        for t in (_stored_tensors(model) if model is not None else ())
+        if is_external(t)
+    }
+    return total + sum(os.path.getsize(f) for f in files)
+
+
+def wants_external(model: onnx.ModelProto, mode: str, source_external: bool) -> bool:
+    """Whether `save_model` writes external data under `mode` (auto|always|never)."""
+    if mode == "always":
+        return True
+    if mode == "never":
+        return False
+    return source_external or tensor_bytes(model) > INLINE_LIMIT
+
+
+def save_model(model: onnx.ModelProto, path: str, external: bool) -> list[str]:
+    """Write `model` to `path`; with `external`, every tensor of at least
+    EXTERNAL_MIN_BYTES goes to `<path>.data` beside it, streamed one tensor at a time
+    (references into the source folder are copied in chunks, never loaded whole).
+
+    The written tensors become references to the new data file in `model` too, which
+    releases their bytes. Returns the files written.
+    """
+    if not external:
+        if model.ByteSize() > PROTOBUF_LIMIT or has_external_data(model):
+            _check_inline_size(model)
+            load_external_into(model)
+        _check_inline_size(model)
+        with open(path, "wb") as f:
+            f.write(model.SerializeToString())
+        return [path]
+    data_path = path + ".data"
+    location = os.path.basename(data_path)
+    with open(data_path, "wb") as data:
+        for tensor in _stored_tensors(model):
+            size = _expected_bytes(tensor)
+            if size is None or size < EXTERNAL_MIN_BYTES:
+                if is_external(tensor):  # a small or odd tensor stays inline
+                    _set_raw(tensor, np.ascontiguousarray(tensor_array(tensor)))
+                continue
+            offset = -data.tell() % ALIGN
+            data.write(b"\0" * offset)
+            start = data.tell()
+            if is_external(tensor):
+                ref = resolve(tensor, current_folder() or "")
+                _copy_range(ref, data)
+            else:
+                data.write(_raw_bytes(tensor))
+            _point_to(tensor, location, start, data.tell() - start)
+    with open(path, "wb") as f:
+        f.write(model.SerializeToString())
+    return [path, data_path]
+
+
+def _check_inline_size(model: onnx.ModelProto) -> None:
+    if tensor_bytes(model) + model.ByteSize() > PROTOBUF_LIMIT:
+        raise BadInputError(
+            "the pruned model is over 2 GB, the limit of a single ONNX file; "
+            "write it with --external-data auto or always"
+        )
+
+
+def _raw_bytes(tensor: onnx.TensorProto) -> bytes:
+    if tensor.HasField("raw_data"):
+        return tensor.raw_data
+    value = numpy_helper.to_array(tensor)
+    return value.astype(value.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def _copy_range(ref: ExternalRef, out) -> None:
+    with open(ref.path, "rb") as src:
+        src.seek(ref.offset)
+        left = ref.length
+        while left:
+            chunk = src.read(min(left, _COPY_CHUNK))
+            if not chunk:
+                raise BadInputError(f"external data file {ref.path} became shorter while read")
+            out.write(chunk)
+            left -= len(chunk)
+
+
+def _point_to(tensor: onnx.TensorProto, location: str, offset: int, length: int) -> None:
+    for field in ("raw_data", "float_data", "int32_data", "int64_data", "double_data",
+                  "uint64_data", "string_data"):  # fmt: skip
+        tensor.ClearField(field)
+    del tensor.external_data[:]
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+
+
+class Staging:
+    """Files written under temporary names in their final folders, moved into place
+    together by `commit()`; `discard()` (or leaving the block) removes what is left.
+
+    `path(final)` gives where to write `final` now. A file the writer adds beside it
+    (the model's `.data`) is moved too when its name is `final` plus a suffix.
+    """
+
+    def __init__(self) -> None:
+        self._dirs: dict[str, str] = {}
+        self._finals: list[str] = []
+
+    def path(self, final: str) -> str:
+        folder = os.path.dirname(os.path.abspath(final))
+        if folder not in self._dirs:
+            try:
+                self._dirs[folder] = tempfile.mkdtemp(prefix=".onnxprune-", dir=folder)
+            except OSError as exc:
+                raise OnnxPruneError(f"cannot write {final}: {exc.strerror or exc}") from exc
+        self._finals.append(os.path.abspath(final))
+        return os.path.join(self._dirs[folder], os.path.basename(final))
+
+    def commit(self) -> None:
+        """Move every staged file into place; data files before the files that name them."""
+        moves = []
+        for folder, stage in self._dirs.items():
+            for name in os.listdir(stage):
+                moves.append((os.path.join(stage, name), os.path.join(folder, name)))
+        moves.sort(key=lambda m: m[1] in self._finals)  # companions (.data) first
+        try:
+            for src, dst in moves:
+                os.chmod(src, _new_file_mode())
+                os.replace(src, dst)
+        except OSError as exc:
+            raise OnnxPruneError(f"cannot write {dst}: {exc.strerror or exc}") from exc
+
+    def discard(self) -> None:
+        for stage in self._dirs.values():
+            shutil.rmtree(stage, ignore_errors=True)
+        self._dirs.clear()
+
+    def __enter__(self) -> Staging:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.discard()
+
+
+def _new_file_mode() -> int:
+    """The mode open() gives a new file: 0o666 minus the umask (mkstemp uses 0o600)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_files(files: list[tuple[str, Callable[[str], None]]]) -> None:
+    """Write each (path, write(temporary path)) and move them all into place only when
+    every one is complete: a failure leaves none of them, and no temporary file."""
+    with Staging() as staging:
+        for path, write in files:
+            try:
+                write(staging.path(path))
+            except OSError as exc:
+                raise OnnxPruneError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        staging.commit()
