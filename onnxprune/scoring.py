@@ -27,10 +27,15 @@ def _producer_parts(a: Analysis, roots: np.ndarray, power: int):
         weight = index.const(index.nodes[p.node].input[p.input_index])
         if p.view is not None:
             weight = p.view(weight)
-        moved = np.moveaxis(weight.astype(np.float64, copy=False), p.axis, 0)
-        flat = moved.reshape(moved.shape[0], -1)
-        values = (flat**2).sum(axis=1) if power == 2 else np.abs(flat).sum(axis=1)
-        yield roots[p.slots], values, np.full(len(values), flat.shape[1], np.float64)
+        if not np.issubdtype(weight.dtype, np.floating) or weight.dtype.itemsize < 4:
+            weight = weight.astype(np.float32)
+        axis = p.axis % weight.ndim
+        others = tuple(k for k in range(weight.ndim) if k != axis)
+        # squares in the weight's precision, sums in float64: half the time of a cast
+        part = np.square(weight) if power == 2 else np.abs(weight)
+        values = part.sum(axis=others, dtype=np.float64)
+        per_channel = weight.size // max(weight.shape[axis], 1)
+        yield roots[p.slots], values, np.full(len(values), per_channel, np.float64)
 
 
 def _stat_parts(a: Analysis, roots: np.ndarray, kind: str):
