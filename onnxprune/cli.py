@@ -292,7 +292,19 @@ def _sensitivity(argv: list[str]) -> int:
     return cmd_sensitivity.run(args, dict(args.input_shape))
 
 
-COMMANDS = {"sensitivity": _sensitivity}
+def _analyze(argv: list[str]) -> int:
+    from . import cmd_analyze
+
+    p = _Parser(prog="onnxprune analyze", description=cmd_analyze.__doc__)
+    cmd_analyze.add_arguments(p)
+    p.add_argument("--input-shape", action="append", type=_shape, default=[],
+                   metavar="NAME:1x3x224x224")  # fmt: skip
+    p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    args = p.parse_args(argv)
+    return cmd_analyze.run(args, dict(args.input_shape))
+
+
+COMMANDS = {"sensitivity": _sensitivity, "analyze": _analyze}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
