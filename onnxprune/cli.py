@@ -165,7 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="skip the checker and onnxruntime comparison",
     )
-    p.add_argument("--report", metavar="FILE.json", help="also write the report as JSON")
+    p.add_argument(
+        "--report",
+        metavar="FILE",
+        help="also write the report: an HTML page for .html/.htm, else JSON",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the validation inputs")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     p.add_argument("-v", "--verbose", action="store_true", help="list every group")
@@ -242,6 +246,17 @@ def _write_text(text: str) -> Callable[[str], None]:
     return write
 
 
+def _report_text(args: argparse.Namespace, model: onnx.ModelProto, report) -> str:
+    """The --report file's content: an HTML page for .html/.htm, else JSON."""
+    if not args.report.lower().endswith((".html", ".htm")):
+        return report.to_json()
+    from .report_html import render_html
+
+    sizes = (os.path.getsize(args.model), model.ByteSize())
+    names = (os.path.basename(args.model), os.path.basename(args.output))
+    return render_html(report, *names, file_sizes=sizes)
+
+
 def run(args: argparse.Namespace) -> int:
     _check_paths(args)
     config = PruneConfig(
@@ -269,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
     model, report = prune(args.model, config)
     files = [(args.output, lambda tmp: onnx.save(model, tmp))]
     if args.report:
-        files.append((args.report, _write_text(report.to_json())))
+        files.append((args.report, _write_text(_report_text(args, model, report))))
     write_atomic(files)
     if not args.quiet:
         print(report.to_text(verbose=args.verbose))
