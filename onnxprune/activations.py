@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
+from . import validate
 from .analysis import Reader
 from .calib import Calibration
-from . import validate
 from .graph import with_outputs
 
 GRAM_BUDGET = 1 << 30

@@ -11,8 +11,6 @@ import os
 import sys
 from collections.abc import Sequence
 
-import onnx
-
 from . import __version__
 from .config import CRITERIA, PruneConfig
 from .errors import BadInputError, OnnxPruneError
@@ -172,7 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="write weights to OUTPUT.data beside the model: auto (when the input had "
         "external data or the weights exceed 1 GiB), always, never (one file, at most 2 GB)",
     )
-    p.add_argument("--report", metavar="FILE.json", help="also write the report as JSON")
+    p.add_argument(
+        "--report",
+        metavar="FILE",
+        help="also write the report: an HTML page for .html/.htm, else JSON",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the validation inputs")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     p.add_argument("-v", "--verbose", action="store_true", help="list every group")
@@ -211,9 +213,22 @@ def _same_path(a: str, b: str) -> bool:
     return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
 
 
-def _write_report(path: str, report) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(report.to_json())
+def _report_writer(args: argparse.Namespace):
+    """Writes the --report file: an HTML page for .html/.htm, else JSON."""
+
+    def write(path: str, report) -> None:
+        if args.report.lower().endswith((".html", ".htm")):
+            from .report_html import render_html
+
+            names = (os.path.basename(args.model), os.path.basename(args.output))
+            sizes = (report.file_bytes_before, report.file_bytes_after)
+            text = render_html(report, *names, file_sizes=sizes)
+        else:
+            text = report.to_json()
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    return write
 
 
 def run(args: argparse.Namespace) -> int:
@@ -240,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
         target_macs=args.target_macs,
         target_params=args.target_params,
     ).check()
-    companions = [(args.report, _write_report)] if args.report else []
+    companions = [(args.report, _report_writer(args))] if args.report else []
     report = prune_file(args.model, args.output, config, args.external_data, companions)
     if not args.quiet:
         print(report.to_text(verbose=args.verbose))
@@ -263,7 +278,19 @@ def _sensitivity(argv: list[str]) -> int:
     return cmd_sensitivity.run(args, dict(args.input_shape))
 
 
-COMMANDS = {"sensitivity": _sensitivity}
+def _analyze(argv: list[str]) -> int:
+    from . import cmd_analyze
+
+    p = _Parser(prog="onnxprune analyze", description=cmd_analyze.__doc__)
+    cmd_analyze.add_arguments(p)
+    p.add_argument("--input-shape", action="append", type=_shape, default=[],
+                   metavar="NAME:1x3x224x224")  # fmt: skip
+    p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    args = p.parse_args(argv)
+    return cmd_analyze.run(args, dict(args.input_shape))
+
+
+COMMANDS = {"sensitivity": _sensitivity, "analyze": _analyze}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -336,7 +336,9 @@ def _validate(work: _Work, pruned: onnx.ModelProto | str) -> None:
     compare(work.reference, optimised_out)
     exact = work.exact and not any(g.approximate and g.kept < g.channels for g in report.groups)
     if exact:  # refitted or approximate: the masked original is not the reference
-        report.oracle_rel_diff = _oracle_diff(work.original_bytes, work.plan, work.feeds, pruned_out)
+        report.oracle_rel_diff = _oracle_diff(
+            work.original_bytes, work.plan, work.feeds, pruned_out
+        )
         if report.oracle_rel_diff > ORACLE_TOLERANCE:
             raise ValidationError(
                 "the pruned model does not compute what the original computes with the "

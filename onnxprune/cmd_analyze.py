@@ -1,0 +1,82 @@
+"""`onnxprune analyze model.onnx [--json FILE|-]`: the channel groups, what each
+controls (MACs, parameters) and its score spread, and every frozen channel with the
+node and the reason; nothing is pruned or written (except the --json file)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .analysis_report import analyze
+from .config import CRITERIA, PruneConfig
+from .errors import BadInputError
+from .modelio import write_files
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="input .onnx file (never modified)")
+    p.add_argument("--json", metavar="FILE", help="write the analysis as JSON ('-': stdout)")
+    p.add_argument("--criterion", choices=CRITERIA, default="l2", help="channel importance")
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="node or initializer name glob whose channels are kept (repeatable)",
+    )
+    p.add_argument(
+        "--no-prune-heads",
+        dest="prune_heads",
+        action="store_false",
+        help="keep attention heads whole (their channels are frozen)",
+    )
+    p.add_argument(
+        "--prune-hidden",
+        action="store_true",
+        help="count the hidden size through LayerNorm as prunable (approximate)",
+    )
+    p.add_argument("--calib", metavar="DATA", help="calibration data (data-aware criteria only)")
+    p.add_argument("--calib-random", type=int, default=0, metavar="N")
+    p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    p.add_argument("-v", "--verbose", action="store_true", help="list fully frozen groups too")
+
+
+def run(args: argparse.Namespace, shapes: dict) -> int:
+    if args.json and args.json != "-":
+        folder = os.path.dirname(os.path.abspath(args.json))
+        if not os.path.isdir(folder):
+            raise BadInputError(f"cannot write {args.json}: folder {folder} does not exist")
+        if os.path.exists(args.model) and os.path.abspath(args.json) == os.path.abspath(args.model):
+            raise BadInputError(f"--json {args.json} is the input file; choose another path")
+    config = PruneConfig(
+        criterion=args.criterion,
+        exclude=args.exclude,
+        prune_heads=args.prune_heads,
+        prune_hidden=args.prune_hidden,
+        input_shapes=shapes,
+        calib=args.calib,
+        calib_random=args.calib_random,
+        reconstruct="none",
+        validate=False,
+    )
+    report = analyze(args.model, config)
+    if args.json == "-":
+        print(report.to_json())
+    else:
+        if args.json:
+            write_files([(args.json, _write(report.to_json()))])
+        if not args.quiet:
+            print(report.to_text(verbose=args.verbose))
+    if args.quiet or args.json == "-":
+        for warning in report.warnings:
+            print(f"onnxprune: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _write(text: str):
+    def write(path: str) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+
+    return write
