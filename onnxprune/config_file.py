@@ -117,6 +117,12 @@ def _dims(value: Any) -> list[int]:
 
 _RATIO = _number(0.0, 1.0)
 _FRACTION = _number(0.0, 1.0, low_open=True, high_open=False)
+_RATIO_LIST = _list_of(_number(0.0, 1.0, low_open=True), "numbers in (0, 1)")
+
+
+def _ratio_tuple(value: Any) -> tuple[float, ...]:
+    return tuple(_RATIO_LIST(value))
+
 
 # file key -> (PruneConfig field, check); the tables [ratios] and [input_shapes] apart
 KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
@@ -137,10 +143,7 @@ KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "ridge": ("ridge", _number(0.0, math.inf, high_open=True)),
     "target_macs": ("target_macs", _FRACTION),
     "target_params": ("target_params", _FRACTION),
-    "sensitivity_ratios": (
-        "sensitivity_ratios",
-        _list_of(_number(0.0, 1.0, low_open=True), "numbers in (0, 1)"),
-    ),
+    "sensitivity_ratios": ("sensitivity_ratios", _ratio_tuple),
     "validate": ("validate", _boolean),
     "seed": ("seed", _integer(0)),
 }
