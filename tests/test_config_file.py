@@ -319,3 +319,12 @@ def test_sensitivity_quiet_and_verbose(tmp_path, capsys):
 def test_quiet_and_verbose_together_is_bad_input(tmp_path, capsys):
     assert main([str(RESNET), "-o", str(tmp_path / "a.onnx"), "-q", "-v"]) == 2
     assert "not allowed with" in capsys.readouterr().err
+
+
+def test_readme_recipe_reads(tmp_path):
+    text = (REPO / "README.md").read_text()
+    block = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    values = read_config(recipe(tmp_path, block))
+    assert values["name_ratios"] == {"layer1.*": 0.3, "fc*": 0.0}
+    assert values["calib"] == str(tmp_path / "data" / "calib.npz")
+    PruneConfig(**values).check()
