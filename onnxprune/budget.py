@@ -12,6 +12,7 @@ import onnx
 from .apply import apply_plan, count_params
 from .calib import Calibration
 from .config import PruneConfig
+from .planner import named_ratio
 from .reconstruct import refit
 from .report import layer_costs
 from .validate import runner
@@ -42,11 +43,12 @@ def measure(model, config: PruneConfig, calib: Calibration, dims, make_plan):
     params0 = count_params(model)
     result = []
     for group in base.groups:
-        if group.fully_frozen or group.size < 2:
-            continue
+        if group.fully_frozen or group.size < 2 or named_ratio(group, config) is not None:
+            continue  # a group with a name-glob ratio keeps it: not the budget's to choose
         sens = GroupSensitivity(group.id, group.labels, group.size, group.kind)
         for ratio in config.sensitivity_ratios:
-            trial = replace(config, ratio=0.0, head_ratio=0.0, group_ratios={group.id: ratio})
+            only = {group.id: ratio}
+            trial = replace(config, ratio=0.0, head_ratio=0.0, group_ratios=only, name_ratios={})
             pruned = _pruned_copy(model, trial, base.stats, make_plan)
             sens.ratios.append(ratio)
             sens.deviation.append(calib_deviation(pruned, calib, reference))

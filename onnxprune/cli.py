@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from . import __version__
 from .config import CRITERIA, PruneConfig
+from .config_file import read_config, to_toml
 from .errors import BadInputError, OnnxPruneError
 from .modelio import EXTERNAL_MODES
 from .pipeline import prune_file
@@ -47,10 +48,44 @@ def _shape(text: str) -> tuple[str, list[int]]:
     return name, values
 
 
+def add_common_arguments(p: argparse.ArgumentParser, verbose: str = "print more detail") -> None:
+    """The flags every command shares: --input-shape, -q/-v (`verbose` says what -v
+    adds), --debug."""
+    p.add_argument(
+        "--input-shape",
+        action="append",
+        type=_shape,
+        default=[],
+        metavar="NAME:1x3x224x224",
+        help="shape for an input with symbolic dims (repeatable)",
+    )
+    talk = p.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", action="store_true", help="print errors and warnings only")
+    talk.add_argument("-v", "--verbose", action="store_true", help=verbose)
+    p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+
+
+PRUNE_HELP = "remove channels and write a smaller model (the default command)"
+
+
+def _commands_help() -> str:
+    """The command list of `onnxprune --help`: each command's first docstring line."""
+    lines = ["commands:", f"  {'prune':<13}{PRUNE_HELP}"]
+    for name, command in COMMANDS.items():
+        doc = (command.__doc__ or "").strip().splitlines()
+        lines.append(f"  {name:<13}{doc[0] if doc else ''}".rstrip())
+    lines.append("\n`onnxprune COMMAND --help` shows a command's options; prune's follow.")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="onnxprune",
-        description="Structured channel pruning of ONNX models, checked in onnxruntime.",
+        usage="%(prog)s [prune] model -o OUTPUT [options]\n"
+        f"       %(prog)s {{{','.join(COMMANDS)}}} ...",
+        description="Structured channel pruning of ONNX models, checked in onnxruntime.\n\n"
+        + _commands_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model", help="input .onnx file (never modified)")
     p.add_argument("-o", "--output", required=True, help="where to write the pruned model")
@@ -150,14 +185,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="node or initializer name glob whose channels are kept (repeatable)",
     )
     p.add_argument(
-        "--input-shape",
-        action="append",
-        type=_shape,
-        default=[],
-        metavar="NAME:1x3x224x224",
-        help="shape for an input with symbolic dims",
-    )
-    p.add_argument(
         "--no-validate",
         dest="validate",
         action="store_false",
@@ -176,11 +203,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the report: an HTML page for .html/.htm, else JSON",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the validation inputs")
-    p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
-    p.add_argument("-v", "--verbose", action="store_true", help="list every group")
-    p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    p.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        help="a pruning recipe: the flags' values, and [ratios] per name glob "
+        "(flags given here override it)",
+    )
+    p.add_argument(
+        "--save-config", metavar="FILE.toml", help="also write the effective recipe to FILE"
+    )
+    p.set_defaults(name_ratios={}, sensitivity_ratios=PruneConfig().sensitivity_ratios)
+    add_common_arguments(p, verbose="list every group and layer")
     p.add_argument("--version", action="version", version=f"onnxprune {__version__}")
     return p
+
+
+def parse_prune_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The prune arguments; a --config file's values are the defaults flags override
+    (repeatable flags, --exclude and --input-shape, add to the file's lists)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.config:
+        values = read_config(args.config)
+        shapes = values.pop("input_shapes", None)
+        if shapes is not None:
+            values["input_shape"] = list(shapes.items())
+        parser.set_defaults(**values)
+        args = parser.parse_args(argv)
+    return args
 
 
 def _check_paths(args: argparse.Namespace) -> None:
@@ -231,8 +281,34 @@ def _report_writer(args: argparse.Namespace):
     return write
 
 
+def _recipe_writer(config: PruneConfig, final_path: str) -> Callable[[str, object], None]:
+    """Writes the recipe (paths in it relative to where it will end up, not the staging)."""
+    text = to_toml(config, os.path.dirname(os.path.abspath(final_path)))
+
+    def write(path: str, report: object) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    return write
+
+
+def _check_save_config(args: argparse.Namespace) -> None:
+    path = args.save_config
+    if not path:
+        return
+    others = [(args.model, "the input file"), (args.output, "the output model"),
+              (args.report, "the --report file"), (args.config, "the --config file")]  # fmt: skip
+    for other, what in others:
+        if other and _same_path(path, other):
+            raise BadInputError(f"--save-config {path} is {what}; choose another path")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK) or os.path.isdir(path):
+        raise BadInputError(f"cannot write {path}: {folder} is not a writable folder")
+
+
 def run(args: argparse.Namespace) -> int:
     _check_paths(args)
+    _check_save_config(args)
     config = PruneConfig(
         ratio=args.ratio,
         global_ranking=args.global_ranking,
@@ -254,8 +330,12 @@ def run(args: argparse.Namespace) -> int:
         ridge=args.ridge,
         target_macs=args.target_macs,
         target_params=args.target_params,
+        name_ratios=args.name_ratios,
+        sensitivity_ratios=args.sensitivity_ratios,
     ).check()
     companions = [(args.report, _report_writer(args))] if args.report else []
+    if args.save_config:
+        companions.append((args.save_config, _recipe_writer(config, args.save_config)))
     report = prune_file(args.model, args.output, config, args.external_data, companions)
     if not args.quiet:
         print(report.to_text(verbose=args.verbose))
@@ -267,25 +347,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _sensitivity(argv: list[str]) -> int:
+    """how far each group moves the outputs when pruned alone (needs calibration data)"""
     from . import cmd_sensitivity
 
     p = _Parser(prog="onnxprune sensitivity", description=cmd_sensitivity.__doc__)
     cmd_sensitivity.add_arguments(p)
-    p.add_argument("--input-shape", action="append", type=_shape, default=[],
-                   metavar="NAME:1x3x224x224")  # fmt: skip
-    p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    add_common_arguments(p, verbose="list every member of each group")
     args = p.parse_args(argv)
     return cmd_sensitivity.run(args, dict(args.input_shape))
 
 
 def _analyze(argv: list[str]) -> int:
+    """list the channel groups, what each controls, and what is frozen and why (no writes)"""
     from . import cmd_analyze
 
     p = _Parser(prog="onnxprune analyze", description=cmd_analyze.__doc__)
     cmd_analyze.add_arguments(p)
-    p.add_argument("--input-shape", action="append", type=_shape, default=[],
-                   metavar="NAME:1x3x224x224")  # fmt: skip
-    p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    add_common_arguments(p, verbose="list fully frozen groups too")
     args = p.parse_args(argv)
     return cmd_analyze.run(args, dict(args.input_shape))
 
@@ -305,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return COMMANDS[argv[0]](argv[1:])
         if argv and argv[0] == "prune":
             argv = argv[1:]
-        return run(build_parser().parse_args(argv))
+        return run(parse_prune_args(argv))
     except _Exit as exc:
         return exc.status
     except OnnxPruneError as exc:

@@ -38,8 +38,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--calib", metavar="DATA", help="calibration data (data-aware criteria only)")
     p.add_argument("--calib-random", type=int, default=0, metavar="N")
-    p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
-    p.add_argument("-v", "--verbose", action="store_true", help="list fully frozen groups too")
 
 
 def run(args: argparse.Namespace, shapes: dict) -> int:

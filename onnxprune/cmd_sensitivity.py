@@ -25,7 +25,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ridge", type=float, default=0.1)
     p.add_argument("--plot", metavar="FILE.png", help="write the plot here")
     p.add_argument("--json", metavar="FILE.json", help="write the figures here")
-    p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
 
 
 def run(args: argparse.Namespace, shapes: dict) -> int:
@@ -52,7 +51,7 @@ def run(args: argparse.Namespace, shapes: dict) -> int:
     )
     found, macs, params = sensitivity(args.model, config)
     if not args.quiet:
-        print(format_table(found, macs))
+        print(format_table(found, macs, verbose=args.verbose))
     files = []
     if args.plot:
         from .plot import sensitivity_plot
@@ -71,7 +70,8 @@ def _write_json(path: str, figures: dict) -> None:
         json.dump(figures, f, indent=2)
 
 
-def format_table(found: list, macs: int) -> str:
+def format_table(found: list, macs: int, verbose: bool = False) -> str:
+    """Groups, most fragile first; `verbose` lists every member, not just the first."""
     if not found:
         return "no prunable groups"
     ratios = found[0].ratios
@@ -82,7 +82,8 @@ def format_table(found: list, macs: int) -> str:
     for s in sorted(found, key=lambda s: -s.deviation[-1]):
         devs = "".join(f"{d:>11.3g}" for d in s.deviation)
         share = s.macs_saved[-1] / macs if macs else 0.0
-        lines.append(f"{s.id:>5} {s.kind:>8} {s.channels:>5}  {devs}{share:>10.1%}  {s.members[0]}")
+        members = ", ".join(s.members) if verbose else s.members[0]
+        lines.append(f"{s.id:>5} {s.kind:>8} {s.channels:>5}  {devs}{share:>10.1%}  {members}")
     lines.append(
         "dev: relative squared output error on the calibration data when only that group is "
         "pruned; MACs@max: share of all MACs it saves at the largest ratio"

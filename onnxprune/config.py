@@ -45,6 +45,9 @@ class PruneConfig:
         ratio, each group gets the ratio that meets the budget with the least output
         deviation on the calibration data (measured at sensitivity_ratios).
     group_ratios: a ratio per group id (what a budget chose; overrides ratio).
+    name_ratios: {name glob: ratio}: a group whose producer nodes or their initializers
+        match a glob (node name or initializer name; the first glob in order wins) is
+        pruned at that ratio instead of `ratio` / `head_ratio`; a budget leaves it there.
     """
 
     @property
@@ -84,6 +87,7 @@ class PruneConfig:
     target_params: float | None = None
     sensitivity_ratios: tuple[float, ...] = (0.25, 0.5, 0.75)
     group_ratios: dict[int, float] = field(default_factory=dict)
+    name_ratios: dict[str, float] = field(default_factory=dict)
 
     def check(self) -> PruneConfig:
         """Raise BadInputError naming the first unusable field; return self."""
@@ -91,6 +95,9 @@ class PruneConfig:
             raise BadInputError(f"--ratio must be in [0, 1), got {self.ratio}")
         if self.head_ratio is not None and not 0.0 <= self.head_ratio < 1.0:
             raise BadInputError(f"--head-ratio must be in [0, 1), got {self.head_ratio}")
+        for pattern, value in self.name_ratios.items():
+            if not 0.0 <= value < 1.0:
+                raise BadInputError(f"the ratio for {pattern!r} must be in [0, 1), got {value}")
         if self.criterion not in CRITERIA:
             raise BadInputError(
                 f"unknown criterion {self.criterion!r}; choose one of {', '.join(CRITERIA)}"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .analysis import Analysis
+from .graph import node_label
 from .slots import SlotTable
 
 
@@ -31,6 +32,9 @@ class ChannelGroup:
     required: list[np.ndarray] = field(default_factory=list)
     """Sets of classes of which at least one must be kept (a weight's channels, a Split
     output): a tensor with no channel left is not a tensor onnxruntime can run."""
+    names: list[str] = field(default_factory=list)
+    """Names of the producer nodes that create these channels and of their constant
+    inputs (what a name-glob ratio matches)."""
 
     @property
     def size(self) -> int:
@@ -81,6 +85,7 @@ def build_groups(a: Analysis) -> tuple[list[ChannelGroup], np.ndarray]:
             group.approximate.append(why)
     _attach_blocks(a, roots, group_of, groups)
     _attach_required(a, roots, group_of, groups)
+    _attach_names(a, roots, group_of, groups)
     return result, roots
 
 
@@ -130,6 +135,20 @@ def _attach_required(a: Analysis, roots, group_of, groups: dict[int, ChannelGrou
         owners = np.unique(group_of[classes])
         if len(classes) and len(owners) == 1:
             groups[int(owners[0])].required.append(classes)
+
+
+def _attach_names(a: Analysis, roots, group_of, groups: dict[int, ChannelGroup]) -> None:
+    """Give each group the names of its producer nodes and of their constant inputs."""
+    index = a.index
+    for producer in a.producers:
+        if not len(producer.slots):
+            continue
+        group = groups[int(group_of[roots[producer.slots[0]]])]
+        node = index.nodes[producer.node]
+        consts = [n for n in node.input if n and index.is_const(n)]
+        for name in [node_label(node, producer.node), *consts]:
+            if name not in group.names:
+                group.names.append(name)
 
 
 def _same_partition(x: list[np.ndarray], y: list[np.ndarray]) -> bool:

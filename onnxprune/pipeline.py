@@ -39,7 +39,7 @@ from .modelio import (
     wants_external,
 )
 from .oracle import masked_model
-from .planner import ensure_nonempty, plan
+from .planner import ensure_nonempty, plan, unmatched_globs
 from .reconstruct import ensure_biases, refit
 from .report import GroupReport, PruneReport, layer_costs
 from .scoring import normalise, score
@@ -117,6 +117,7 @@ def make_plan(
         raise UnsupportedModelError(f"opset {index.opset()} is too old; onnxprune reads 7 to 23")
     analysis = analyze_graph(index, config)
     groups, roots = build_groups(analysis)
+    analysis.warnings.extend(unmatched_globs(groups, config))
     if stats is None and calib is not None:
         gram = config.refit == "lsq" or config.criterion == "energy"
         design = config.refit != "none" or config.criterion == "energy"

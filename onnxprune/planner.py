@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import math
 
 import numpy as np
@@ -23,8 +24,9 @@ def _drop_counts(groups: list[ChannelGroup], scores: np.ndarray, config: PruneCo
     own = {g.id: math.floor(_ratio(g, config) * g.size) for g in groups}
     if not config.global_ranking or config.group_ratios:
         return own
-    heads = {g.id for g in groups if g.kind == "heads"}  # keep their own head ratio
-    groups = [g for g in groups if g.id not in heads]
+    # head groups keep their own head ratio, named groups the ratio their glob gives
+    fixed = {g.id for g in groups if g.kind == "heads" or named_ratio(g, config) is not None}
+    groups = [g for g in groups if g.id not in fixed]
     free = [[c for c in g.classes.tolist() if c not in g.frozen] for g in groups]
     pool = np.array([c for f in free for c in f], np.int64)
     owner = np.array([k for k, f in enumerate(free) for _ in f], np.int64)
@@ -38,13 +40,34 @@ def _drop_counts(groups: list[ChannelGroup], scores: np.ndarray, config: PruneCo
     n_drop = min(math.floor(config.ratio * total), len(pool))
     lowest = owner[np.lexsort((place, scores[pool]))[:n_drop]]
     counts = np.bincount(lowest, minlength=len(groups))
-    return {g.id: int(counts[k]) for k, g in enumerate(groups)} | {i: own[i] for i in heads}
+    return {g.id: int(counts[k]) for k, g in enumerate(groups)} | {i: own[i] for i in fixed}
 
 
 def _ratio(group: ChannelGroup, config: PruneConfig) -> float:
     if group.id in config.group_ratios:
         return config.group_ratios[group.id]
+    named = named_ratio(group, config)
+    if named is not None:
+        return named
     return config.heads_ratio if group.kind == "heads" else config.ratio
+
+
+def named_ratio(group: ChannelGroup, config: PruneConfig) -> float | None:
+    """The ratio of the first config.name_ratios glob matching one of the group's
+    producer node or initializer names, or None."""
+    for pattern, ratio in config.name_ratios.items():
+        if any(fnmatch.fnmatchcase(name, pattern) for name in group.names):
+            return ratio
+    return None
+
+
+def unmatched_globs(groups: list[ChannelGroup], config: PruneConfig) -> list[str]:
+    """A warning for every config.name_ratios glob that matches no group."""
+    return [
+        f"ratio glob {pattern!r} matches no producer node or initializer name of a group"
+        for pattern in config.name_ratios
+        if not any(fnmatch.fnmatchcase(n, pattern) for g in groups for n in g.names)
+    ]
 
 
 def _choose_free(classes: np.ndarray, frozen: dict, scores: np.ndarray, keep: int) -> np.ndarray:
