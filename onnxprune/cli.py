@@ -18,6 +18,7 @@ from . import __version__
 from .config import CRITERIA, PruneConfig
 from .errors import BadInputError, OnnxPruneError
 from .pipeline import prune
+from .progress import set_quiet
 
 
 class _Exit(Exception):
@@ -47,6 +48,16 @@ def _shape(text: str) -> tuple[str, list[int]]:
     if not sep or not name or not values:
         raise argparse.ArgumentTypeError(f"expected NAME:D1xD2x..., got {text!r}")
     return name, values
+
+
+def _round_to(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        message = f"expected a positive integer or auto, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,10 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--round-to",
-        type=int,
+        type=_round_to,
         default=1,
-        metavar="N",
-        help="keep channel counts that are multiples of N where possible",
+        metavar="N|auto",
+        help="keep channel counts that are multiples of N where possible; auto: the "
+        "multiple onnxruntime runs fastest on this machine (measured; implies --latency)",
+    )
+    p.add_argument(
+        "--latency",
+        action="store_true",
+        help="measure onnxruntime CPU latency before and after (paired runs) for the report",
     )
     p.add_argument(
         "--min-channels",
@@ -265,7 +282,9 @@ def run(args: argparse.Namespace) -> int:
         ridge=args.ridge,
         target_macs=args.target_macs,
         target_params=args.target_params,
+        latency=args.latency,
     ).check()
+    set_quiet(args.quiet)
     model, report = prune(args.model, config)
     files = [(args.output, lambda tmp: onnx.save(model, tmp))]
     if args.report:
@@ -292,14 +311,27 @@ def _sensitivity(argv: list[str]) -> int:
     return cmd_sensitivity.run(args, dict(args.input_shape))
 
 
-COMMANDS = {"sensitivity": _sensitivity}
+def _bench(argv: list[str]) -> int:
+    from . import cmd_bench
+
+    p = _Parser(prog="onnxprune bench", description=cmd_bench.__doc__)
+    cmd_bench.add_arguments(p)
+    p.add_argument("--input-shape", action="append", type=_shape, default=[],
+                   metavar="NAME:1x3x224x224")  # fmt: skip
+    p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    args = p.parse_args(argv)
+    set_quiet(args.quiet)
+    return cmd_bench.run(args, dict(args.input_shape))
+
+
+COMMANDS = {"sensitivity": _sensitivity, "bench": _bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the exit code (0 ok, 1 failure, 2 bad input).
 
     `onnxprune [prune] model.onnx -o out.onnx ...` prunes; `onnxprune sensitivity ...`
-    measures each group's sensitivity."""
+    measures each group's sensitivity; `onnxprune bench a.onnx [b.onnx]` times models."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:

@@ -26,10 +26,12 @@ from .config import PruneConfig
 from .errors import BadInputError, UnsupportedModelError, ValidationError
 from .graph import GraphIndex
 from .groups import ChannelGroup, build_groups
+from .latency import before_after
 from .oracle import masked_model
 from .planner import ensure_nonempty, plan
 from .reconstruct import ensure_biases, refit
 from .report import GroupReport, PruneReport, layer_costs
+from .rounding import choose_round_to
 from .scoring import normalise, score
 from .validate import check, compare, input_dims, input_feeds, run, runner
 
@@ -140,7 +142,8 @@ def prune(
     config = (config or PruneConfig()).check()
     timer = _Timer()
     model = load_model(source)
-    original_bytes = model.SerializeToString() if config.validate else None
+    timed = config.latency or config.round_to == "auto"
+    original_bytes = model.SerializeToString() if config.validate or timed else None
     calib = calibration(model, config)
     timer.lap("load")
     feeds = reference = None
@@ -161,10 +164,16 @@ def prune(
     if config.refit != "none":
         pre = analyze_graph(GraphIndex(model, input_dims(model, config.input_shapes)), config)
         model = ensure_biases(model, pre.readers)
-    budget = None
+    auto = config.round_to == "auto"
+    config = replace(config, round_to=1) if auto else config
+    budget = rounding = None
     if config.target_macs or config.target_params:
         config, budget = _allocate(model, config, calib, dims, before, params_before)
         timer.lap("sensitivity")
+    if auto:
+        chosen, rounding = choose_round_to(model, config, make_plan)
+        config = replace(config, round_to=chosen)
+        timer.lap("latency probe")
     p = make_plan(model, config, calib)
     timer.lap("analyze+plan")
     notes = (
@@ -184,6 +193,11 @@ def prune(
     if config.validate:
         _validate(report, model, p, original_bytes, feeds, reference, exact=not notes)
         timer.lap("validate")
+    report.rounding = rounding
+    if timed:
+        feeds = feeds or input_feeds(model, config.input_shapes, config.seed)
+        report.latency = before_after(original_bytes, model.SerializeToString(), feeds)
+        timer.lap("latency")
     report.seconds = timer.laps
     return model, report
 
