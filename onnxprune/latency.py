@@ -114,14 +114,15 @@ def time_interleaved(
     desc: str | None = None,
 ) -> list[Timing]:
     """Warm each call up, then `runs` rounds of every call once, the order reversed on
-    odd rounds and rotated every round; the times of each call. `desc`: a progress bar."""
+    odd rounds and rotated every other round (A B, B A, B A, A B for two); the times of
+    each call. `desc`: a progress bar."""
     for call in calls:
         for _ in range(warmup):
             call()
     times: list[list[float]] = [[] for _ in calls]
     order = list(range(len(calls)))
     for i in progress(range(runs), desc, total=runs) if desc else range(runs):
-        k = i % len(order)
+        k = (i // 2) % len(order)  # rotate every other round, reverse in between
         turn = order[k:] + order[:k]
         for j in reversed(turn) if i % 2 else turn:
             start = time.perf_counter()

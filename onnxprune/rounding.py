@@ -1,16 +1,19 @@
 """`round_to="auto"`: choose the channel multiple from latency measured on this machine.
 
 onnxruntime's CPU convolutions are fast only for some channel counts (its blocked NCHWc
-layout wants multiples of 8 with AVX2, 16 with AVX-512), so the multiple that makes a
-pruned model fastest depends on the machine. For every candidate multiple the planner
-says how many channels each layer would keep; the layers that carry the most MACs are
-grouped by shape (op, kernel, dilation, grouping, spatial size, channels), and each
-shape is timed at the kept counts of every candidate as a small probe model: a chain of
-`PROBE_DEPTH` layers of that kind alternating in->out->in channels at stride 1 (a chain,
-so the layout conversions at a probe's ends weigh little, as inside a real network).
+layout wants multiples of 8 with AVX2, 16 with AVX-512; a depthwise conv at another
+count can be several times slower), so the multiple that makes a pruned model fastest
+depends on the machine. For every candidate multiple the planner says how many channels
+each Conv/Gemm/MatMul would keep. Layers are grouped by shape (op, kernel, dilation,
+grouping, positions, channels); of each kind (dense, depthwise or grouped conv, matmul)
+the shapes with most MACs are probed, the kinds taking turns. A probe is a small model:
+a chain of layers of that shape alternating in->out->in channels at stride 1 (a chain,
+so the layout conversions at its ends weigh little, as inside a real network), timed
+in onnxruntime at the kept counts of every candidate, interleaved and paired.
 The predicted time of a candidate is the sum over probed shapes of (layers of that
-shape) x (time per layer); the fastest wins, and within `TIE` of it the smallest
-multiple, which keeps fewer extra channels and so more of the original's accuracy.
+shape) x (time per layer), scaled up to all the layers of the kind; the fastest wins,
+and within `TIE` of it the smallest multiple, which keeps fewer extra channels and so
+more of the original's accuracy.
 """
 
 from __future__ import annotations
@@ -24,18 +27,24 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from . import latency
+from . import latency, planner
 from .config import DATA_AWARE, PruneConfig
 from .graph import node_label
 from .progress import progress
+from .scoring import normalise, score
 
 CANDIDATES = (1, 4, 8, 16, 32)
 PROBE_DEPTH = 4
-MAX_SHAPES = 6
-"""At most this many layer shapes are probed (those with the most MACs)."""
-PROBE_SECONDS = 3.0
+"""Layers in a depthwise probe chain (dense ones use 2: their compute hides the ends)."""
+MAX_PIXELS = 784
+"""Probes run on at most this many positions (28x28; MatMul rows); time scales linearly."""
+MAX_SHAPES = 8
+"""At most this many layer shapes are probed (shared out among the kinds of layer)."""
+PROBE_SECONDS = 2.5
 """Rough time budget of the timed probe runs, shared by the probed shapes."""
-TIE = 0.03
+PROBE_QUANTILE = 25
+"""Probe time taken: this percentile of the runs (robust to a busy machine's slow runs)."""
+TIE = 0.10
 """Candidates predicted within this fraction of the fastest count as equally fast."""
 
 ProbeTimer = Callable[[list[onnx.ModelProto], float], list[float]]
@@ -68,6 +77,18 @@ class LayerShape:
     def key(self) -> tuple:
         kind = (self.op, self.rows, self.spatial, self.kernel, self.dilation, self.group)
         return (*kind, self.depthwise, self.cin, self.cout, tuple(sorted(self.kept.items())))
+
+    @property
+    def varies(self) -> bool:
+        """Whether its kept counts depend on the multiple (else probing it tells nothing)."""
+        return len(set(self.kept.values())) > 1
+
+    @property
+    def kind(self) -> str:
+        """What runs it: "matmul", "depthwise", "grouped" or "conv"."""
+        if self.op == "matmul" or self.depthwise:
+            return "matmul" if self.op == "matmul" else "depthwise"
+        return "grouped" if self.group > 1 else "conv"
 
     def dims(self, channels: int) -> list[int]:
         """The activation shape with `channels` channels."""
@@ -120,6 +141,27 @@ def _kept_count(plan, tensor: str, axis: int, full: int) -> int:
     return full if slots is None else int(plan.kept(slots).sum())
 
 
+def _plans(model: onnx.ModelProto, config: PruneConfig, make_plan):
+    """(multiple, plan) for every candidate: one analysis, re-planned per multiple (the
+    last steps of make_plan, repeated with each round_to)."""
+    criterion = "l2" if config.criterion in DATA_AWARE else config.criterion
+    config = replace(config, round_to=1, criterion=criterion)
+    base = make_plan(model, config)
+    analysis = base.analysis
+    # per-group counts do not depend on the scores (only which channels do), so only
+    # global ranking pays for scoring again
+    scores = np.zeros(len(analysis.table))
+    if config.global_ranking:
+        scores = normalise(score(analysis, base.roots, criterion, None), base.groups)
+    spaces = [np.arange(s.first, s.first + s.size) for s in analysis.table.spaces]
+    for multiple in CANDIDATES:
+        keep = planner.plan(
+            base.groups, scores, len(analysis.table), replace(config, round_to=multiple)
+        )
+        planner.ensure_nonempty(keep, base.roots, scores, analysis.nonempty + spaces)
+        yield multiple, replace(base, keep_slot=keep[base.roots])
+
+
 def layer_shapes(model: onnx.ModelProto, config: PruneConfig, make_plan) -> list[LayerShape]:
     """Every compute layer's shape, with its kept (in, out) channels per candidate multiple.
 
@@ -127,10 +169,8 @@ def layer_shapes(model: onnx.ModelProto, config: PruneConfig, make_plan) -> list
     criterion when the run's criterion needs calibration data: per-group counts do not
     depend on the scores, only global ranking's do).
     """
-    criterion = "l2" if config.criterion in DATA_AWARE else config.criterion
     layers: dict[int, LayerShape] = {}
-    for multiple in CANDIDATES:
-        plan = make_plan(model, replace(config, round_to=multiple, criterion=criterion))
+    for multiple, plan in _plans(model, config, make_plan):
         for i, node in enumerate(plan.analysis.index.nodes):
             if node.op_type not in ("Conv", "Gemm", "MatMul") or node.domain not in ("", "ai.onnx"):
                 continue
@@ -149,7 +189,12 @@ def layer_shapes(model: onnx.ModelProto, config: PruneConfig, make_plan) -> list
 
 
 def representative(layers: list[LayerShape], limit: int = MAX_SHAPES) -> list[LayerShape]:
-    """Layers merged by shape (count = how many share it), the `limit` with most MACs."""
+    """Layers merged by shape (count = how many share it); of each kind (dense, depthwise
+    or grouped conv, matmul) the shapes with most MACs, the kinds taking turns.
+
+    Taking turns matters: a depthwise conv has few MACs but, at an unaligned channel
+    count, can cost more time than the dense convs around it.
+    """
     merged: dict[tuple, LayerShape] = {}
     for layer in layers:
         key = layer.key()
@@ -157,8 +202,16 @@ def representative(layers: list[LayerShape], limit: int = MAX_SHAPES) -> list[La
             merged[key].count += 1
         else:
             merged[key] = replace(layer, count=1)
-    shapes = [s for s in merged.values() if s.macs > 0]
-    return sorted(shapes, key=lambda s: -s.macs * s.count)[:limit]
+    by_kind: dict[str, list[LayerShape]] = {}
+    for shape in sorted(merged.values(), key=lambda s: -s.macs * s.count):
+        if shape.macs > 0 and shape.varies:
+            by_kind.setdefault(shape.kind, []).append(shape)
+    chosen: list[LayerShape] = []
+    while len(chosen) < limit and any(by_kind.values()):
+        for queue in by_kind.values():
+            if queue and len(chosen) < limit:
+                chosen.append(queue.pop(0))
+    return chosen
 
 
 def probe_model(
@@ -197,19 +250,31 @@ def probe_model(
 
 
 def time_probes(models: list[onnx.ModelProto], seconds: float) -> list[float]:
-    """Median ms of each probe model in onnxruntime, timed interleaved within `seconds`."""
+    """Milliseconds of each probe model in onnxruntime, timed interleaved within `seconds`.
+
+    The first model's time is its PROBE_QUANTILE percentile; every other model's is that
+    times the median of its per-round ratios to the first (paired: the rounds run the
+    models back to back, so load from elsewhere falls on all of them alike).
+    """
     rng = np.random.default_rng(0)
     calls = []
     for model in models:
         dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
         feeds = {"t0": rng.standard_normal(dims).astype(np.float32)}
         calls.append(latency.runner(model.SerializeToString(), feeds, latency.DEFAULT_THREADS))
+    for call in calls:
+        call()  # the first run of a session is slow
     start = time.perf_counter()
     for call in calls:
         call()
     once = (time.perf_counter() - start) or 1e-3
-    runs = int(min(max(seconds / once, 5), 40))
-    return [t.median_ms for t in latency.time_interleaved(calls, runs, warmup=1)]
+    runs = int(min(max(seconds / once, 7), 150))
+    timings = latency.time_interleaved(calls, runs, warmup=0)
+    base = timings[0]
+    return [
+        base.percentile(PROBE_QUANTILE) * float(np.median(np.divide(t.runs_ms, base.runs_ms)))
+        for t in timings
+    ]
 
 
 probe_timer: ProbeTimer = time_probes
@@ -217,30 +282,45 @@ probe_timer: ProbeTimer = time_probes
 
 
 def choose_round_to(model: onnx.ModelProto, config: PruneConfig, make_plan) -> tuple[int, dict]:
-    """The candidate multiple with the lowest predicted latency, and the figures behind it."""
+    """The candidate multiple with the lowest predicted latency, and the figures behind it.
+
+    Only layers whose kept counts differ between candidates are probed and predicted
+    (the others add the same time to every candidate). A probed shape stands for the
+    layers of its kind that were not probed: its time is scaled by (MACs of those
+    layers of its kind) / (MACs of the probed shapes of its kind). Probing stops early,
+    most important shapes first, once it has taken twice PROBE_SECONDS.
+    """
     start = time.perf_counter()
     layers = layer_shapes(model, config, make_plan)
     shapes = representative(layers)
-    total_macs = sum(layer.macs for layer in layers) or 1
+    probed: list[tuple[LayerShape, dict[int, float]]] = []
+    probe_start = time.perf_counter()
+    for shape in progress(shapes, "latency probe", total=len(shapes)):
+        probed.append((shape, _probe(shape, PROBE_SECONDS / len(shapes))))
+        if time.perf_counter() - probe_start > 2 * PROBE_SECONDS:
+            break
+    kind_macs: dict[str, float] = {}
+    for layer in filter(lambda layer: layer.varies, layers):
+        kind_macs[layer.kind] = kind_macs.get(layer.kind, 0) + layer.macs
+    probed_macs: dict[str, float] = {}
+    for shape, _ in probed:
+        probed_macs[shape.kind] = probed_macs.get(shape.kind, 0) + shape.macs * shape.count
     predicted = dict.fromkeys(CANDIDATES, 0.0)
     rows = []
-    for shape in progress(shapes, "latency probe", total=len(shapes)):
-        counts = sorted(set(shape.kept.values()))
-        budget = PROBE_SECONDS / max(len(shapes), 1)
-        times = probe_timer([probe_model(shape, *c) for c in counts], budget)
-        per_layer = {c: t / PROBE_DEPTH for c, t in zip(counts, times, strict=True)}
+    for shape, per_layer in probed:
+        scale = kind_macs[shape.kind] / probed_macs[shape.kind]
         for m in CANDIDATES:
-            predicted[m] += shape.count * per_layer[shape.kept[m]]
+            predicted[m] += scale * shape.count * per_layer[m]
         rows.append({
-            "layer": shape.label, "op": shape.op, "count": shape.count,
+            "layer": shape.label, "kind": shape.kind, "count": shape.count,
             "channels": [shape.cin, shape.cout], "spatial": list(shape.spatial),
-            "kernel": list(shape.kernel), "depthwise": shape.depthwise,
+            "kernel": list(shape.kernel), "stands_for": scale,
             "kept": {str(m): list(shape.kept[m]) for m in CANDIDATES},
-            "ms_per_layer": {str(m): per_layer[shape.kept[m]] for m in CANDIDATES},
+            "ms_per_layer": {str(m): per_layer[m] for m in CANDIDATES},
         })  # fmt: skip
-    best = min(predicted.values()) if shapes else 0.0
+    best = min(predicted.values()) if probed else 0.0
     chosen = next((m for m in CANDIDATES if predicted[m] <= best * (1 + TIE)), 1)
-    covered = sum(s.macs * s.count for s in shapes) / total_macs
+    total_macs = sum(layer.macs for layer in layers) or 1
     candidates = [
         {
             "multiple": m,
@@ -253,9 +333,34 @@ def choose_round_to(model: onnx.ModelProto, config: PruneConfig, make_plan) -> t
         "chosen": chosen,
         "candidates": candidates,
         "probed_layers": rows,
-        "probed_macs_share": covered,
+        "probed_macs_share": sum(s.macs * s.count for s, _ in probed) / total_macs,
         "threads": latency.DEFAULT_THREADS,
         "provider": latency.PROVIDER,
         "seconds": time.perf_counter() - start,
     }
     return chosen, info
+
+
+def _probe(shape: LayerShape, seconds: float) -> dict[int, float]:
+    """Milliseconds per layer of `shape` at each candidate's kept counts (each distinct
+    pair of counts timed once, on at most MAX_PIXELS positions, scaled up linearly)."""
+    small, factor = _capped(shape)
+    depth = PROBE_DEPTH if shape.depthwise else 2
+    counts = sorted(set(shape.kept.values()))
+    times = probe_timer([probe_model(small, *c, depth=depth) for c in counts], seconds)
+    per_pair = {c: t * factor / depth for c, t in zip(counts, times, strict=True)}
+    return {m: per_pair[shape.kept[m]] for m in CANDIDATES}
+
+
+def _capped(shape: LayerShape) -> tuple[LayerShape, float]:
+    """`shape` with its positions (rows x spatial) cut to about MAX_PIXELS, and by how
+    much the time of the full shape is larger."""
+    if shape.op == "matmul":
+        rows = min(shape.rows, MAX_PIXELS)
+        return replace(shape, rows=rows), shape.rows / rows
+    pixels = math.prod(shape.spatial)
+    if pixels <= MAX_PIXELS:
+        return shape, 1.0
+    f = (MAX_PIXELS / pixels) ** (1 / len(shape.spatial))
+    spatial = tuple(max(k, round(d * f)) for d, k in zip(shape.spatial, shape.kernel, strict=True))
+    return replace(shape, spatial=spatial), pixels / math.prod(spatial)
