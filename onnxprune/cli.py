@@ -17,6 +17,7 @@ from .config_file import read_config, to_toml
 from .errors import BadInputError, OnnxPruneError
 from .modelio import EXTERNAL_MODES
 from .pipeline import prune_file
+from .progress import set_quiet
 
 
 class _Exit(Exception):
@@ -48,9 +49,9 @@ def _shape(text: str) -> tuple[str, list[int]]:
     return name, values
 
 
-def add_common_arguments(p: argparse.ArgumentParser, verbose: str = "print more detail") -> None:
+def add_common_arguments(p: argparse.ArgumentParser, verbose: str | None) -> None:
     """The flags every command shares: --input-shape, -q/-v (`verbose` says what -v
-    adds), --debug."""
+    adds; None: the command has no -v), --debug."""
     p.add_argument(
         "--input-shape",
         action="append",
@@ -61,7 +62,8 @@ def add_common_arguments(p: argparse.ArgumentParser, verbose: str = "print more 
     )
     talk = p.add_mutually_exclusive_group()
     talk.add_argument("-q", "--quiet", action="store_true", help="print errors and warnings only")
-    talk.add_argument("-v", "--verbose", action="store_true", help=verbose)
+    if verbose:
+        talk.add_argument("-v", "--verbose", action="store_true", help=verbose)
     p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
 
 
@@ -76,6 +78,16 @@ def _commands_help() -> str:
         lines.append(f"  {name:<13}{doc[0] if doc else ''}".rstrip())
     lines.append("\n`onnxprune COMMAND --help` shows a command's options; prune's follow.")
     return "\n".join(lines)
+
+
+def _round_to(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        message = f"expected a positive integer or auto, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,10 +177,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--round-to",
-        type=int,
+        type=_round_to,
         default=1,
-        metavar="N",
-        help="keep channel counts that are multiples of N where possible",
+        metavar="N|auto",
+        help="keep channel counts that are multiples of N where possible; auto: the "
+        "multiple onnxruntime runs fastest on this machine (measured; implies --latency)",
+    )
+    p.add_argument(
+        "--latency",
+        action="store_true",
+        help="measure onnxruntime CPU latency before and after (paired runs) for the report",
     )
     p.add_argument(
         "--min-channels",
@@ -332,7 +350,9 @@ def run(args: argparse.Namespace) -> int:
         target_params=args.target_params,
         name_ratios=args.name_ratios,
         sensitivity_ratios=args.sensitivity_ratios,
+        latency=args.latency,
     ).check()
+    set_quiet(args.quiet)
     companions = [(args.report, _report_writer(args))] if args.report else []
     if args.save_config:
         companions.append((args.save_config, _recipe_writer(config, args.save_config)))
@@ -368,14 +388,26 @@ def _analyze(argv: list[str]) -> int:
     return cmd_analyze.run(args, dict(args.input_shape))
 
 
-COMMANDS = {"sensitivity": _sensitivity, "analyze": _analyze}
+def _bench(argv: list[str]) -> int:
+    """time one model in onnxruntime, or two side by side (paired)"""
+    from . import cmd_bench
+
+    p = _Parser(prog="onnxprune bench", description=cmd_bench.__doc__)
+    cmd_bench.add_arguments(p)
+    add_common_arguments(p, verbose=None)
+    args = p.parse_args(argv)
+    set_quiet(args.quiet)
+    return cmd_bench.run(args, dict(args.input_shape))
+
+
+COMMANDS = {"analyze": _analyze, "bench": _bench, "sensitivity": _sensitivity}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the exit code (0 ok, 1 failure, 2 bad input).
 
     `onnxprune [prune] model.onnx -o out.onnx ...` prunes; `onnxprune sensitivity ...`
-    measures each group's sensitivity."""
+    measures each group's sensitivity; `onnxprune bench a.onnx [b.onnx]` times models."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:

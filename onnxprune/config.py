@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 from .errors import BadInputError
@@ -19,7 +20,11 @@ class PruneConfig:
     global_ranking: rank all channels of all groups together instead of per group.
     criterion: "l2" (default) or "l1" weight norm of the producers, or "bn_gamma"
         (|gamma| of the BatchNormalization nodes in the group; l2 where a group has none).
-    round_to: kept counts are multiples of this where the group allows (1 = no rounding).
+    round_to: kept counts are multiples of this where the group allows (1 = no rounding);
+        "auto": prune() picks the multiple from latency measured on this machine
+        (onnxprune/rounding.py).
+    latency: also measure onnxruntime CPU latency before and after (paired runs), for
+        the report; always done with round_to="auto".
     min_channels: never keep fewer than this many channels in a group (at least 1).
     exclude: node or initializer name globs whose channels are never pruned.
     validate: run checker, shape inference and onnxruntime on the result.
@@ -68,7 +73,7 @@ class PruneConfig:
     ratio: float = 0.5
     global_ranking: bool = False
     criterion: str = "l2"
-    round_to: int = 1
+    round_to: int | str = 1
     min_channels: int = 1
     exclude: list[str] = field(default_factory=list)
     validate: bool = True
@@ -88,6 +93,7 @@ class PruneConfig:
     sensitivity_ratios: tuple[float, ...] = (0.25, 0.5, 0.75)
     group_ratios: dict[int, float] = field(default_factory=dict)
     name_ratios: dict[str, float] = field(default_factory=dict)
+    latency: bool = False
 
     def check(self) -> PruneConfig:
         """Raise BadInputError naming the first unusable field; return self."""
@@ -126,11 +132,15 @@ class PruneConfig:
             raise BadInputError("a MAC or parameter budget needs calibration data (--calib)")
         if not all(0.0 < r < 1.0 for r in self.sensitivity_ratios):
             raise BadInputError("sensitivity ratios must be in (0, 1)")
-        if self.round_to < 1:
-            raise BadInputError(f"--round-to must be a positive integer, got {self.round_to}")
+        if self.round_to != "auto" and not _positive_int(self.round_to):
+            raise BadInputError(f"--round-to must be a positive integer or auto: {self.round_to!r}")
         if self.min_channels < 1:
             raise BadInputError(f"--min-channels must be at least 1, got {self.min_channels}")
         for name, dims in self.input_shapes.items():
             if any(d < 1 for d in dims):
                 raise BadInputError(f"--input-shape {name}: every dimension must be >= 1")
         return self
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1

@@ -67,6 +67,15 @@ def _integer(low: int):
     return check
 
 
+def _round_to(value: Any) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return _integer(1)(value)
+    except _Bad:
+        raise _Bad('an integer >= 1 or "auto"') from None
+
+
 def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise _Bad("true or false")
@@ -130,7 +139,7 @@ KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "head_ratio": ("head_ratio", _RATIO),
     "criterion": ("criterion", _choice(CRITERIA)),
     "global": ("global_ranking", _boolean),
-    "round_to": ("round_to", _integer(1)),
+    "round_to": ("round_to", _round_to),
     "min_channels": ("min_channels", _integer(1)),
     "exclude": ("exclude", _list_of(_string, "name globs")),
     "prune_heads": ("prune_heads", _boolean),
@@ -146,6 +155,7 @@ KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "sensitivity_ratios": ("sensitivity_ratios", _ratio_tuple),
     "validate": ("validate", _boolean),
     "seed": ("seed", _integer(0)),
+    "latency": ("latency", _boolean),
 }
 TABLES = {"ratios": ("name_ratios", _RATIO), "input_shapes": ("input_shapes", _dims)}
 

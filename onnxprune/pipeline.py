@@ -27,6 +27,7 @@ from .config import PruneConfig
 from .errors import BadInputError, OnnxPruneError, UnsupportedModelError, ValidationError
 from .graph import GraphIndex
 from .groups import ChannelGroup, build_groups
+from .latency import before_after
 from .modelio import (
     EXTERNAL_MODES,
     Staging,
@@ -42,6 +43,7 @@ from .oracle import masked_model
 from .planner import ensure_nonempty, plan, unmatched_globs
 from .reconstruct import ensure_biases, refit
 from .report import GroupReport, PruneReport, layer_costs
+from .rounding import choose_round_to
 from .scoring import normalise, score
 from .validate import check, compare, input_dims, input_feeds, run, runner
 
@@ -168,6 +170,8 @@ def prune(
         work = _prune(model, config, source)
         if config.validate:
             _validate(work, model)
+        if work.timed:
+            _time(work, model.SerializeToString(), config)
         load_external_into(model)
     return model, work.report
 
@@ -207,6 +211,8 @@ def prune_file(
         work.report.file_bytes_after = sum(os.path.getsize(f) for f in _written(staged))
         if config.validate:
             _validate(work, staged)
+        if work.timed:
+            _time(work, staged, config)
         try:
             for path, write in companions:
                 write(staging.path(path), work.report)
@@ -214,6 +220,15 @@ def prune_file(
             raise OnnxPruneError(f"cannot write {path}: {exc.strerror or exc}") from exc
         staging.commit()
     return work.report
+
+
+def _time(work: _Work, pruned: bytes | str, config: PruneConfig) -> None:
+    """Latency of the original and the pruned model, paired, into the report."""
+    start = time.perf_counter()
+    feeds = work.feeds or input_feeds(onnx.load_from_string(work.original_bytes),
+                                      config.input_shapes, config.seed)  # fmt: skip
+    work.report.latency = before_after(work.original_bytes, pruned, feeds)
+    work.report.seconds["latency"] = time.perf_counter() - start
 
 
 def _written(staged: str) -> list[str]:
@@ -230,12 +245,15 @@ class _Work:
     feeds: dict | None
     reference: dict | None
     exact: bool
+    timed: bool
+    """Measure latency before/after (--latency, --round-to auto)."""
 
 
 def _prune(model: onnx.ModelProto, config: PruneConfig, source: ModelLike) -> _Work:
     """Everything but validation: `model` is pruned in place."""
     timer = _Timer()
-    original_bytes = model.SerializeToString() if config.validate else None
+    timed = config.latency or config.round_to == "auto"
+    original_bytes = model.SerializeToString() if config.validate or timed else None
     calib = calibration(model, config)
     timer.lap("load")
     feeds = reference = None
@@ -256,10 +274,16 @@ def _prune(model: onnx.ModelProto, config: PruneConfig, source: ModelLike) -> _W
     if config.refit != "none":
         pre = analyze_graph(GraphIndex(model, input_dims(model, config.input_shapes)), config)
         ensure_biases(model, pre.readers)
-    budget = None
+    auto = config.round_to == "auto"
+    config = replace(config, round_to=1) if auto else config
+    budget = rounding = None
     if config.target_macs or config.target_params:
         config, budget = _allocate(model, config, calib, dims, before, params_before)
         timer.lap("sensitivity")
+    if auto:
+        chosen, rounding = choose_round_to(model, config, make_plan)
+        config = replace(config, round_to=chosen)
+        timer.lap("latency probe")
     p = make_plan(model, config, calib)
     timer.lap("analyze+plan")
     notes = (
@@ -276,8 +300,9 @@ def _prune(model: onnx.ModelProto, config: PruneConfig, source: ModelLike) -> _W
         report.warnings.append(budget["warning"])
     if calib is not None:
         report.calib_rel_error = _calib_error(original_bytes or b"", model, calib, source)
+    report.rounding = rounding
     report.seconds = timer.laps
-    return _Work(report, p, original_bytes, feeds, reference, exact=not notes)
+    return _Work(report, p, original_bytes, feeds, reference, not notes, timed)
 
 
 def sensitivity(source: ModelLike, config: PruneConfig) -> tuple[list, int, int]:

@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from .config import PruneConfig
+from .errors import BadInputError
 from .groups import ChannelGroup
 
 
@@ -154,6 +155,10 @@ def plan(
     groups: list[ChannelGroup], scores: np.ndarray, n_slots: int, config: PruneConfig
 ) -> np.ndarray:
     """A keep flag per slot id (read at class roots)."""
+    if isinstance(config.round_to, str):
+        raise BadInputError(
+            f"round_to={config.round_to!r}: the planner needs a number (prune() resolves auto)"
+        )
     keep = np.ones(n_slots, bool)
     drops = _drop_counts(groups, scores, config)
     for group in groups:

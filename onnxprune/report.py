@@ -122,6 +122,10 @@ class PruneReport:
     """Bytes of the model file and its external data files, when read from disk."""
     file_bytes_after: int | None = None
     """Bytes written (model file and its data file), when written by `prune_file`."""
+    latency: dict | None = None
+    """Measured onnxruntime CPU latency before/after (onnxprune.latency.Comparison.summary)."""
+    rounding: dict | None = None
+    """round_to="auto": the multiple chosen and the probe's figures per candidate."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -216,7 +220,32 @@ def format_report(r: PruneReport, verbose: bool = False) -> str:
                 f"{layer['name'][-40:]:40} {layer['op']:>13} {chans:>13} "
                 f"{_ratio(layer['macs_after'], layer['macs_before']):>10}"
             )
+    lines.extend(_latency_lines(r))
     lines.extend(f"warning: {w}" for w in r.warnings)
     if r.seconds:
         lines.append("time: " + ", ".join(f"{k} {v:.2f}s" for k, v in r.seconds.items()))
     return "\n".join(lines)
+
+
+def _latency_lines(r: PruneReport) -> list[str]:
+    """The auto rounding choice and the measured latency beside the MAC reduction."""
+    lines = []
+    if r.rounding:
+        figures = ", ".join(
+            f"{c['multiple']}: {c['predicted_ms']:.2f} ms ({c['macs_kept']:.2f} MACs)"
+            for c in r.rounding["candidates"]
+        )
+        lines.append(
+            f"round-to auto: chose {r.rounding['chosen']} (probed layers' predicted time per "
+            f"multiple: {figures}; {r.rounding['probed_macs_share']:.0%} of MACs probed)"
+        )
+    if r.latency:
+        lat = r.latency
+        before, after = lat["before"], lat["after"]
+        lines.append(
+            f"latency ({lat['provider']}, {lat['threads']} threads, {after['runs']} paired runs): "
+            f"{before['median_ms']:.2f} ms -> {after['median_ms']:.2f} ms, "
+            f"kept {lat['ratio']:.3f} (paired {lat['paired_ratio']:.3f}) "
+            f"at {_ratio(r.macs_after, r.macs_before)} of MACs"
+        )
+    return lines
