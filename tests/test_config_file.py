@@ -184,7 +184,7 @@ def test_budget_leaves_named_groups_at_their_ratio():
         ("[budget]\nmacs = 0.5", "prune.toml: unknown key 'budget'"),
         ('ratio = "0.5"', "prune.toml: ratio must be a number in [0, 1), got '0.5'"),
         ("global = 1", "prune.toml: global must be true or false, got 1"),
-        ("round_to = 2.5", "prune.toml: round_to must be an integer >= 1 or \"auto\", got 2.5"),
+        ("round_to = 2.5", 'prune.toml: round_to must be an integer >= 1 or "auto", got 2.5'),
         ('exclude = "x"', "prune.toml: exclude must be a list of name globs"),
         ("ratio = 1.0", "prune.toml: ratio must be a number in [0, 1), got 1.0"),
         ("target_macs = 0", "prune.toml: target_macs must be a number in (0, 1]"),
