@@ -15,6 +15,7 @@ from . import validate
 from .analysis import Reader
 from .calib import Calibration
 from .graph import with_outputs
+from .progress import progress
 
 GRAM_BUDGET = 1 << 30
 """Bytes of Gram matrices accumulated in one pass; more readers take more passes."""
@@ -83,7 +84,7 @@ def capture(
         run = _runner(with_outputs(model, wanted), wanted)
         rng = np.random.default_rng(seed)
         batches = max(-(-calib.samples // calib.batch), 1)
-        for feeds in calib.batches():
+        for feeds in progress(calib.batches(), "calibration", total=batches):
             outputs = run(feeds)
             keep_rows = feeds[mask].ravel() != 0 if mask else None
             for k in chunk:

@@ -14,6 +14,7 @@ import onnx
 
 from .analysis import Analysis, Kept
 from .graph import infer_shapes, refresh_value_info
+from .progress import progress
 
 
 def apply_plan(a: Analysis, keep_slot: np.ndarray) -> None:
@@ -27,7 +28,7 @@ def apply_plan(a: Analysis, keep_slot: np.ndarray) -> None:
     uses: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for node_idx, i in a.const_edits:
         uses[index.nodes[node_idx].input[i]].append((node_idx, i))
-    for name, sites in uses.items():
+    for name, sites in progress(uses.items(), "slicing", total=len(uses)):
         _rewrite_constant(a, name, sites, kept)
     for node_idx, fns in a.node_edits.items():
         for fn in fns:

@@ -13,6 +13,7 @@ from .apply import apply_plan, count_params
 from .calib import Calibration
 from .config import PruneConfig
 from .planner import named_ratio
+from .progress import progress
 from .reconstruct import refit
 from .report import layer_costs
 from .validate import runner
@@ -42,7 +43,7 @@ def measure(model, config: PruneConfig, calib: Calibration, dims, make_plan):
     macs0 = sum(c.macs for c in layer_costs(model, dims))
     params0 = count_params(model)
     result = []
-    for group in base.groups:
+    for group in progress(base.groups, "sensitivity"):
         if group.fully_frozen or group.size < 2 or named_ratio(group, config) is not None:
             continue  # a group with a name-glob ratio keeps it: not the budget's to choose
         sens = GroupSensitivity(group.id, group.labels, group.size, group.kind)

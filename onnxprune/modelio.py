@@ -24,6 +24,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .errors import BadInputError, OnnxPruneError
+from .progress import progress
 
 EXTERNAL_MODES = ("auto", "always", "never")
 PROTOBUF_LIMIT = 2**31 - 1
@@ -279,8 +280,9 @@ def save_model(model: onnx.ModelProto, path: str, external: bool) -> list[str]:
         return [path]
     data_path = path + ".data"
     location = os.path.basename(data_path)
+    tensors = list(_stored_tensors(model))
     with open(data_path, "wb") as data:
-        for tensor in _stored_tensors(model):
+        for tensor in progress(tensors, "writing"):
             size = _expected_bytes(tensor)
             if size is None or size < EXTERNAL_MIN_BYTES:
                 if is_external(tensor):  # a small or odd tensor stays inline

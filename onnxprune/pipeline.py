@@ -41,6 +41,7 @@ from .modelio import (
 )
 from .oracle import masked_model
 from .planner import ensure_nonempty, plan, unmatched_globs
+from .progress import steps
 from .reconstruct import ensure_biases, refit
 from .report import GroupReport, PruneReport, layer_costs
 from .rounding import choose_round_to
@@ -351,26 +352,31 @@ def _validate(work: _Work, pruned: onnx.ModelProto | str) -> None:
     with the original, and with the masking oracle where pruning is exact."""
     start = time.perf_counter()
     report = work.report
-    check(pruned)
-    target = pruned.SerializeToString() if isinstance(pruned, onnx.ModelProto) else pruned
-    try:
-        pruned_out = run(target, work.feeds, optimize=False)
-        optimised_out = run(target, work.feeds)
-    except Exception as exc:
-        raise ValidationError(f"onnxruntime cannot run the pruned model: {_short(exc)}") from exc
-    report.outputs = compare(work.reference, pruned_out)
-    compare(work.reference, optimised_out)
     exact = work.exact and not any(g.approximate and g.kept < g.channels for g in report.groups)
-    if exact:  # refitted or approximate: the masked original is not the reference
-        report.oracle_rel_diff = _oracle_diff(
-            work.original_bytes, work.plan, work.feeds, pruned_out
+    with steps("validation", 4 if exact else 3) as done:
+        check(pruned)
+        done()
+        target = pruned.SerializeToString() if isinstance(pruned, onnx.ModelProto) else pruned
+        try:
+            pruned_out = run(target, work.feeds, optimize=False)
+            done()
+            optimised_out = run(target, work.feeds)
+            done()
+        except Exception as exc:
+            message = f"onnxruntime cannot run the pruned model: {_short(exc)}"
+            raise ValidationError(message) from exc
+        report.outputs = compare(work.reference, pruned_out)
+        compare(work.reference, optimised_out)
+        if exact:  # refitted or approximate: the masked original is not the reference
+            diff = _oracle_diff(work.original_bytes, work.plan, work.feeds, pruned_out)
+            report.oracle_rel_diff = diff
+            done()
+    if report.oracle_rel_diff is not None and report.oracle_rel_diff > ORACLE_TOLERANCE:
+        raise ValidationError(
+            "the pruned model does not compute what the original computes with the "
+            f"removed channels masked (relative difference {report.oracle_rel_diff:.3g}); "
+            "this is a bug in onnxprune: please report this model"
         )
-        if report.oracle_rel_diff > ORACLE_TOLERANCE:
-            raise ValidationError(
-                "the pruned model does not compute what the original computes with the "
-                f"removed channels masked (relative difference {report.oracle_rel_diff:.3g}); "
-                "this is a bug in onnxprune: please report this model"
-            )
     report.seconds["validate"] = time.perf_counter() - start
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -30,3 +31,18 @@ def progress(iterable: Iterable[T], desc: str, total: int | None = None) -> Iter
     from tqdm import tqdm
 
     yield from tqdm(iterable, desc=desc, total=total, leave=False, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def steps(desc: str, total: int) -> Iterator[Callable[[], None]]:
+    """A bar of `total` steps; the block calls what it is given once per finished step."""
+    if not enabled():
+        yield lambda: None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
+    try:
+        yield lambda: bar.update(1) and None
+    finally:
+        bar.close()

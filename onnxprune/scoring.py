@@ -10,6 +10,7 @@ import numpy as np
 from .analysis import Analysis
 from .errors import BadInputError
 from .groups import ChannelGroup
+from .progress import progress
 
 
 def _accumulate(n: int, parts) -> tuple[np.ndarray, np.ndarray]:
@@ -23,7 +24,7 @@ def _accumulate(n: int, parts) -> tuple[np.ndarray, np.ndarray]:
 
 def _producer_parts(a: Analysis, roots: np.ndarray, power: int):
     index = a.index
-    for p in a.producers:
+    for p in progress(a.producers, "scoring"):
         weight = index.const(index.nodes[p.node].input[p.input_index])
         if p.view is not None:
             weight = p.view(weight)
