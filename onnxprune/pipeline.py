@@ -261,7 +261,9 @@ def _prune(model: onnx.ModelProto, config: PruneConfig, source: ModelLike) -> _W
     if config.validate:
         feeds = input_feeds(model, config.input_shapes, config.seed)
         try:
-            reference = run(original_bytes, feeds)
+            with steps("reference run", 1) as done:
+                reference = run(original_bytes, feeds)
+                done()
         except Exception as exc:
             raise BadInputError(f"onnxruntime cannot run the input model: {_short(exc)}") from exc
         timer.lap("reference run")
