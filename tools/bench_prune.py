@@ -14,8 +14,8 @@ weights), exported into ``--out`` unless already there (needs torch). bert_large
 1.34 GB of weights as ONNX external data.
 
 Every measurement runs in a fresh process (``tools/bench_steps.py``), so its peak
-resident memory (``ru_maxrss`` from ``os.wait4``) is that step's own; the clock covers
-the work only (no interpreter start-up or imports). Per model: one untimed load + save
+resident memory (VmHWM, not ``ru_maxrss``: see bench_steps.rss_kb) is that step's own;
+the clock covers the work only (no interpreter start-up or imports). Per model: one untimed load + save
 (warms the page cache), then ``--repeat`` rounds, the order rotated each round, of
 
 * the floor: ``onnx.load`` + ``onnx.save`` of the same file (external data saved back as
@@ -180,16 +180,17 @@ def run_step(step: list[str], args: argparse.Namespace, work: Path) -> dict:
     result, log = work / "step.json", work / "step.log"
     result.unlink(missing_ok=True)
     cmd = [sys.executable, str(TOOLS / "bench_steps.py"), "--result", str(result), *step]
-    limit_kb, killed = int(args.mem_limit_gb * 2**20), ""
+    limit_kb, killed, peak = int(args.mem_limit_gb * 2**20), "", 0
     start = time.perf_counter()
     with open(log, "w") as err:
         proc = subprocess.Popen(cmd, stdout=err, stderr=err)
         while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
             elapsed = time.perf_counter() - start
             rss = rss_kb_of(proc.pid)
+            peak = max(peak, rss)
             if not killed and (rss > limit_kb or elapsed > args.timeout):
                 killed = (
                     f"killed at RSS {rss / 1024:.0f} MiB"
@@ -201,7 +202,9 @@ def run_step(step: list[str], args: argparse.Namespace, work: Path) -> dict:
     proc.returncode = os.waitstatus_to_exitcode(status)
     found = json.loads(result.read_text()) if result.exists() else {}
     found["wall_s"] = time.perf_counter() - start
-    found["peak_rss_kb"] = usage.ru_maxrss
+    # The child's own VmHWM; when it died without a result, the largest RSS polled here.
+    # usage.ru_maxrss would include this parent's peak (see bench_steps.rss_kb).
+    found.setdefault("peak_rss_kb", peak)
     if killed:
         found["error"] = f"{killed} ({found['wall_s']:.0f} s)"
     elif "error" not in found and proc.returncode != 0:

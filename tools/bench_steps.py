@@ -16,7 +16,8 @@ memory after the imports (the baseline), then starts its clock. Steps:
   intra-op threads, spinning off) on one random input, round-robin.
 
 The result FILE gets one JSON object: ``seconds`` of the timed work,
-``baseline_rss_kb``, ``peak_rss_kb`` and the step's own figures, or ``error``.
+``baseline_rss_kb`` (resident after the imports), ``peak_rss_kb`` (VmHWM, see
+``rss_kb``) and the step's own figures, or ``error``.
 """
 
 from __future__ import annotations
@@ -48,8 +49,16 @@ SPINNING = "0"  # session.intra_op.allow_spinning, see make_session
 PROVIDERS = ["CPUExecutionProvider"]
 
 
-def rss_kb() -> int:
-    """Peak resident memory of this process so far, in KiB (Linux ru_maxrss)."""
+def rss_kb(field: str = "VmHWM") -> int:
+    """This process's peak (VmHWM) or current (VmRSS) resident memory in KiB.
+
+    Not ``ru_maxrss``: on Linux that starts from the parent's peak (exec keeps the
+    largest RSS seen, and subprocess forks with vfork), so a child started by a big
+    parent reports the parent's figure. VmHWM belongs to this program's image alone.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
@@ -258,7 +267,7 @@ STEPS = {"floor": step_floor, "prune": step_prune, "latency": step_latency}
 def main(argv: list[str] | None = None) -> int:
     """Run one step; the result (or the error) goes to ``--result``; exit 0 unless it failed."""
     args = parse_args(argv)
-    baseline = rss_kb()
+    baseline = rss_kb("VmRSS")
     try:
         result = STEPS[args.step](args)
     except Exception as exc:  # noqa: BLE001 - the parent reports it
