@@ -9,14 +9,15 @@ Usage (from anywhere)::
     python tools/bench_prune.py --models 'resnet*' se_net --skip-resnet50 --runs 20
 
 Models: ``sample_models/*.onnx`` (matched by stem) and the full-size models of
-``tools/big_models.py`` (resnet50, mobilenetv2, vit_b16, bert_base, bert_large; random
-weights), exported into ``--out`` unless already there (needs torch). bert_large holds
-1.34 GB of weights as ONNX external data.
+``tools/big_models.py`` (resnet50, mobilenetv2, vit_b16, bert_base, bert_large, bert_xl;
+random weights), exported into ``--out`` unless already there (needs torch). bert_large holds
+1.34 GB of weights as ONNX external data, bert_xl 2.5 GB (over protobuf's 2 GB limit).
 
 Every measurement runs in a fresh process (``tools/bench_steps.py``), so its peak
 resident memory (VmHWM, not ``ru_maxrss``: see bench_steps.rss_kb) is that step's own;
-the clock covers the work only (no interpreter start-up or imports). Per model: one untimed load + save
-(warms the page cache), then ``--repeat`` rounds, the order rotated each round, of
+the clock covers the work only (no interpreter start-up or imports). Per model: one
+untimed load + save (warms the page cache), then ``--repeat`` rounds, the order
+rotated each round, of
 
 * the floor: ``onnx.load`` + ``onnx.save`` of the same file (external data saved back as
   external data);
@@ -70,7 +71,7 @@ import onnxprune  # noqa: E402
 
 WARMUP_RUNS = 5  # latency warm-up of bench_latency (bench_minilm*)
 TARGET_RATIO = 2.0
-BIG_MODELS = ("resnet50", "mobilenetv2", "vit_b16", "bert_base", "bert_large")
+BIG_MODELS = ("resnet50", "mobilenetv2", "vit_b16", "bert_base", "bert_large", "bert_xl")
 DEFAULT_OUT = Path(tempfile.gettempdir()) / "onnxprune_bench_models"
 POLL_SECONDS = 0.05
 

@@ -15,7 +15,8 @@ memory after the imports (the baseline), then starts its clock. Steps:
 * ``latency MODEL... --runs N --budget S``: onnxruntime latency of every model (CPU, 2
   intra-op threads, spinning off) on one random input, round-robin.
 
-The result FILE gets one JSON object: ``seconds`` of the timed work,
+``--profile FILE`` also writes the step's cProfile statistics (read them with
+``python -m pstats FILE``). The result FILE gets one JSON object: ``seconds`` of the timed work,
 ``baseline_rss_kb`` (resident after the imports), ``peak_rss_kb`` (VmHWM, see
 ``rss_kb``) and the step's own figures, or ``error``.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import io
 import json
 import resource
@@ -241,6 +243,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line arguments of one step."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--result", required=True, help="where to write the JSON result")
+    p.add_argument("--profile", metavar="FILE", help="also write cProfile stats of the step")
     steps = p.add_subparsers(dest="step", required=True)
     floor = steps.add_parser("floor")
     floor.add_argument("src")
@@ -268,8 +271,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run one step; the result (or the error) goes to ``--result``; exit 0 unless it failed."""
     args = parse_args(argv)
     baseline = rss_kb("VmRSS")
+    profiler = cProfile.Profile() if args.profile else None
     try:
+        if profiler is not None:
+            profiler.enable()
         result = STEPS[args.step](args)
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
     except Exception as exc:  # noqa: BLE001 - the parent reports it
         traceback.print_exc()
         first = (str(exc).strip().splitlines() or [""])[0][:200]
