@@ -93,9 +93,9 @@ def analyze(source: ModelLike, config: PruneConfig | None = None) -> AnalysisRep
     inference cannot tell a compute layer's shapes (or for data-aware criteria)."""
     start = time.perf_counter()
     config = replace(config or PruneConfig(), validate=False).check()
-    model, folder = load_model(source)
-    with external_folder(folder):
-        return _analyze(model, config, start)
+    loaded = load_model(source)
+    with external_folder(loaded.folder):
+        return _analyze(loaded.model, config, start)
 
 
 def _analyze(model: onnx.ModelProto, config: PruneConfig, start: float) -> AnalysisReport:

@@ -55,7 +55,7 @@ def _dims(type_proto: onnx.TypeProto) -> list[Dim] | None:
     ]
 
 
-def _inferred(
+def light_inference(
     model: onnx.ModelProto, input_dims: dict[str, list[int]] | None, value_info: bool
 ) -> onnx.ModelProto | None:
     """Shape inference on a light copy whose large initializers are typed graph inputs,
@@ -100,7 +100,7 @@ def infer_shapes(
     them; without them a failure gives what the model itself declares.
     """
     graph = model.graph
-    inferred = _inferred(model, input_dims, value_info=True)
+    inferred = light_inference(model, input_dims, value_info=True)
     if inferred is None:
         if input_dims:
             return {}
@@ -141,7 +141,7 @@ def refresh_value_info(model: onnx.ModelProto, before: dict, input_dims: dict | 
     changed = {vi.name for vi in declared if before.get(vi.name) != after.get(vi.name)}
     found = {}
     if changed:
-        inferred = _inferred(model, None, value_info=False)
+        inferred = light_inference(model, None, value_info=False)
         found = {vi.name: vi for vi in inferred.graph.value_info} if inferred is not None else {}
     graph.value_info.extend(
         vi if vi.name not in changed else found[vi.name]

@@ -13,6 +13,7 @@ that file must hold the bytes the tensor's type and dims need.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import shutil
 import tempfile
@@ -21,6 +22,7 @@ from contextvars import ContextVar
 
 import numpy as np
 import onnx
+from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
 from .errors import BadInputError, OnnxPruneError
@@ -240,17 +242,13 @@ def tensor_bytes(model: onnx.ModelProto) -> int:
     return total
 
 
-def source_bytes(path: str | os.PathLike, model: onnx.ModelProto | None = None) -> int:
-    """Bytes of a model file plus the external data files `model` (its light form,
-    references checked) names."""
-    total = os.path.getsize(path)
+def source_bytes(path: str | os.PathLike, model: onnx.ModelProto) -> int:
+    """Bytes of a model file plus the other files its (checked) external references
+    name."""
+    own = os.path.realpath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    files = {
-        resolve(t, folder).path
-        for t in (_stored_tensors(model) if model is not None else ())
-        if is_external(t)
-    }
-    return total + sum(os.path.getsize(f) for f in files)
+    files = {resolve(t, folder).path for t in _stored_tensors(model) if is_external(t)}
+    return os.path.getsize(path) + sum(os.path.getsize(f) for f in files - {own})
 
 
 def wants_external(model: onnx.ModelProto, mode: str, source_external: bool) -> bool:
@@ -405,3 +403,119 @@ def write_files(files: list[tuple[str, Callable[[str], None]]]) -> None:
             except OSError as exc:
                 raise OnnxPruneError(f"cannot write {path}: {exc.strerror or exc}") from exc
         staging.commit()
+
+
+LAZY_MIN_BYTES = 16 << 20
+"""Model files at least this large are read lazily (see `load_lazily`)."""
+
+# field numbers of onnx.proto: ModelProto.graph, GraphProto.initializer, and TensorProto's
+_MODEL_GRAPH, _GRAPH_INITIALIZER = 7, 5
+_TENSOR_RAW_DATA, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 9, 13, 14
+
+
+def load_lazily(path: str) -> tuple[onnx.ModelProto, bool]:
+    """The model at `path` without reading its weights: every initializer whose
+    `raw_data` holds at least EXTERNAL_MIN_BYTES becomes an external-data reference into
+    the model file itself (location = its own name, offset = where the bytes lie).
+
+    Only the protobuf framing is walked (a few fields per node and tensor); the weights
+    stay on disk, read through `tensor_array` like any external data. Returns the model
+    and whether the file already referred to external data of its own.
+    Raises DecodeError for a malformed file.
+    """
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise DecodeError("empty file")
+        buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        return _light_model(buf, os.path.basename(path))
+    finally:
+        buf.close()
+
+
+def _light_model(buf: mmap.mmap, location: str) -> tuple[onnx.ModelProto, bool]:
+    model_parts, graph_span = [], None
+    for field, wire, start, payload, end in _fields(buf, 0, len(buf)):
+        if field == _MODEL_GRAPH and wire == 2:
+            if graph_span is not None:
+                raise DecodeError("more than one graph field")
+            graph_span = (payload, end)
+        else:
+            model_parts.append(buf[start:end])
+    model = onnx.ModelProto()
+    model.ParseFromString(b"".join(model_parts))
+    if graph_span is None:
+        return model, False
+    graph_parts, tensors, external = [], [], False
+    for field, wire, start, payload, end in _fields(buf, *graph_span):
+        if field == _GRAPH_INITIALIZER and wire == 2:
+            tensor, was_external = _light_tensor(buf, payload, end, location)
+            tensors.append(tensor)
+            external |= was_external
+        else:
+            graph_parts.append(buf[start:end])
+    model.graph.ParseFromString(b"".join(graph_parts))
+    model.graph.initializer.extend(tensors)
+    return model, external
+
+
+def _light_tensor(
+    buf: mmap.mmap, begin: int, stop: int, location: str
+) -> tuple[onnx.TensorProto, bool]:
+    """The TensorProto at buf[begin:stop], its large raw_data left in the file."""
+    kept, raw = [], None
+    external = False
+    for field, wire, start, payload, end in _fields(buf, begin, stop):
+        if field in (_TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION):
+            external = True
+        if field == _TENSOR_RAW_DATA and wire == 2 and end - payload >= EXTERNAL_MIN_BYTES:
+            raw = (payload, end - payload)
+        else:
+            kept.append(buf[start:end])
+    tensor = onnx.TensorProto()
+    tensor.ParseFromString(b"".join(kept))
+    if raw is not None and not external:
+        _point_to(tensor, location, *raw)
+    elif raw is not None:  # raw bytes and an external reference: keep the bytes inline
+        tensor.raw_data = buf[raw[0] : raw[0] + raw[1]]
+    return tensor, external
+
+
+def _varint(buf: mmap.mmap, pos: int, end: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= end or shift > 63:
+            raise DecodeError("truncated or malformed varint")
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(buf: mmap.mmap, begin: int, stop: int) -> Iterator[tuple[int, int, int, int, int]]:
+    """(field number, wire type, start of the field, start of its payload, end) of each
+    field of the protobuf message at buf[begin:stop]."""
+    pos = begin
+    while pos < stop:
+        start = pos
+        key, pos = _varint(buf, pos, stop)
+        field, wire = key >> 3, key & 7
+        if field == 0:
+            raise DecodeError("field number 0")
+        if wire == 0:
+            _, end = _varint(buf, pos, stop)
+        elif wire == 1:
+            end = pos + 8
+        elif wire == 2:
+            length, pos = _varint(buf, pos, stop)
+            end = pos + length
+        elif wire == 5:
+            end = pos + 4
+        else:
+            raise DecodeError(f"unsupported wire type {wire}")
+        if end > stop:
+            raise DecodeError("truncated message")
+        yield field, wire, start, pos, end
+        pos = end

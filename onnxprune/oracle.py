@@ -11,12 +11,14 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .graph import light_inference
+
 
 def _types(model: onnx.ModelProto) -> dict[str, tuple[int, int]]:
-    """(rank, element type) of every tensor shape inference can reach."""
-    inferred = onnx.shape_inference.infer_shapes(model)
-    g = inferred.graph
-    found = {t.name: (len(t.dims), t.data_type) for t in g.initializer}
+    """(rank, element type) of every tensor shape inference can reach (inferred on a
+    copy without the weights)."""
+    g = (light_inference(model, None, value_info=True) or model).graph
+    found = {t.name: (len(t.dims), t.data_type) for t in model.graph.initializer}
     for vi in list(g.input) + list(g.value_info) + list(g.output):
         tt = vi.type.tensor_type
         if tt.HasField("shape"):
@@ -28,15 +30,20 @@ def masked_model(
     original: onnx.ModelProto,
     masks: list[tuple[int, int, int, np.ndarray]],
     ranks: dict[str, int] | None = None,
+    in_place: bool = False,
 ):
     """A copy of `original` with input i of node n multiplied by a 0/1 mask along `axis`.
 
     `masks` holds (node index, input index, axis, keep flag per position), as
     `Plan.reader_masks()` gives them for the same (unpruned) model; `ranks` adds tensor
-    ranks that shape inference cannot tell (the analysis knows more).
+    ranks that shape inference cannot tell (the analysis knows more). `in_place`: edit
+    `original` itself instead of a copy.
     """
-    model = onnx.ModelProto()
-    model.CopyFrom(original)
+    if in_place:
+        model = original
+    else:
+        model = onnx.ModelProto()
+        model.CopyFrom(original)
     types = _types(model)
     for name, rank in (ranks or {}).items():
         if name not in types:

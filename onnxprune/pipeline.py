@@ -12,6 +12,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx.checker import ValidationError as OnnxCheckerError
 
+from . import modelio
 from .activations import capture
 from .analysis import Analysis, analyze_graph
 from .apply import apply_plan, count_params
@@ -51,10 +52,21 @@ from .validate import check, compare, input_dims, input_feeds, run, runner
 ModelLike = onnx.ModelProto | str | os.PathLike
 
 
-def load_model(source: ModelLike) -> tuple[onnx.ModelProto, str | None]:
-    """A private copy of the model, and the folder its external data lives in (None if
-    it has none). A path is read, never written; its external tensors stay on disk,
-    checked, and are read only when used (see modelio)."""
+@dataclass
+class Loaded:
+    """A model as onnxprune holds it: its graph, with weights left on disk."""
+
+    model: onnx.ModelProto
+    folder: str | None
+    """Where its external-data references resolve (None when it has none)."""
+    external_source: bool
+    """Whether the file itself kept weights in external data files."""
+
+
+def load_model(source: ModelLike) -> Loaded:
+    """A private copy of the model. A path is read, never written; weights stay on
+    disk, checked, and are read only when used (see modelio): external data files, and
+    for a large single-file model, the file itself (`modelio.load_lazily`)."""
     if isinstance(source, onnx.ModelProto):
         if has_external_data(source):
             raise BadInputError(
@@ -63,23 +75,27 @@ def load_model(source: ModelLike) -> tuple[onnx.ModelProto, str | None]:
             )
         model = onnx.ModelProto()
         model.CopyFrom(source)
-        return model, None
+        return Loaded(model, None, False)
     path = os.fspath(source)
     if not os.path.exists(path):
         raise BadInputError(f"{path}: no such file")
     if not os.path.isfile(path):
         raise BadInputError(f"{path}: not a file")
     try:
-        model = onnx.load(path, load_external_data=False)
+        if os.path.getsize(path) >= modelio.LAZY_MIN_BYTES:
+            model, external = modelio.load_lazily(path)
+        else:
+            model = onnx.load(path, load_external_data=False)
+            external = has_external_data(model)
     except (DecodeError, RuntimeError, ValueError, OSError, OnnxCheckerError) as exc:
         raise BadInputError(f"{path}: not a readable ONNX model ({_short(exc)})") from exc
     if not model.graph.node:
         raise BadInputError(f"{path}: not an ONNX model (no graph nodes)")
     if not has_external_data(model):
-        return model, None
+        return Loaded(model, None, False)
     folder = os.path.dirname(os.path.abspath(path))
     check_external_data(model, folder, path)
-    return model, folder
+    return Loaded(model, folder, external)
 
 
 @dataclass
@@ -96,11 +112,12 @@ class Plan:
     def kept(self, slots: np.ndarray) -> np.ndarray:
         return self.keep_slot[self.roots[slots]]
 
-    def masked_original(self, original: onnx.ModelProto) -> onnx.ModelProto:
-        """The masking oracle for this plan: `original` with removed channels zeroed."""
+    def masked_original(self, original: onnx.ModelProto, in_place: bool = False) -> onnx.ModelProto:
+        """The masking oracle for this plan: `original` with removed channels zeroed
+        (`original` itself edited when `in_place`)."""
         shapes = self.analysis.index.shapes
         ranks = {name: len(dims) for name, dims in shapes.items() if dims is not None}
-        return masked_model(original, self.reader_masks(), ranks)
+        return masked_model(original, self.reader_masks(), ranks, in_place)
 
     def reader_masks(self) -> list[tuple[int, int, int, np.ndarray]]:
         """(node index, input index, axis, keep flag per position) for every channel reader."""
@@ -166,8 +183,9 @@ def prune(
     fails a check (nothing is returned then).
     """
     config = (config or PruneConfig()).check()
-    model, folder = load_model(source)
-    with external_folder(folder):
+    loaded = load_model(source)
+    model = loaded.model
+    with external_folder(loaded.folder):
         work = _prune(model, config, source)
         if config.validate:
             _validate(work, model)
@@ -198,12 +216,13 @@ def prune_file(
     if external_data not in EXTERNAL_MODES:
         raise BadInputError(f"--external-data must be one of {', '.join(EXTERNAL_MODES)}")
     output = os.fspath(output)
-    model, folder = load_model(source)
-    file_bytes = source_bytes(source, model if folder else None)
-    with external_folder(folder), Staging() as staging:
+    loaded = load_model(source)
+    model = loaded.model
+    file_bytes = source_bytes(source, model)
+    with external_folder(loaded.folder), Staging() as staging:
         work = _prune(model, config, source)
         staged = staging.path(output)
-        external = wants_external(model, external_data, folder is not None)
+        external = wants_external(model, external_data, loaded.external_source)
         try:
             save_model(model, staged, external)
         except OSError as exc:
@@ -314,9 +333,9 @@ def sensitivity(source: ModelLike, config: PruneConfig) -> tuple[list, int, int]
     config = config.check()
     if not config.has_calibration:
         raise BadInputError("sensitivity needs calibration data (--calib or --calib-random)")
-    model, folder = load_model(source)
-    with external_folder(folder):
-        return _sensitivity(model, config)
+    loaded = load_model(source)
+    with external_folder(loaded.folder):
+        return _sensitivity(loaded.model, config)
 
 
 def _sensitivity(model: onnx.ModelProto, config: PruneConfig) -> tuple[list, int, int]:
@@ -385,7 +404,7 @@ def _validate(work: _Work, pruned: onnx.ModelProto | str) -> None:
 def _calib_error(original_bytes: bytes, pruned: onnx.ModelProto, calib: Calibration, source):
     """Relative squared output error of the pruned model on the calibration data."""
     if not original_bytes:
-        original_bytes = load_model(source)[0].SerializeToString()
+        original_bytes = load_model(source).model.SerializeToString()
     original = runner(original_bytes)
     return calib_deviation(pruned, calib, [original(feeds) for feeds in calib.batches()])
 
@@ -395,7 +414,7 @@ ORACLE_TOLERANCE = 1e-4
 
 def _oracle_diff(original_bytes: bytes, p: Plan, feeds, pruned_out) -> float:
     """Largest output difference from the masking oracle, relative to the output's scale."""
-    masked = p.masked_original(onnx.load_from_string(original_bytes))
+    masked = p.masked_original(onnx.load_from_string(original_bytes), in_place=True)
     expected = run(masked.SerializeToString(), feeds)
     worst = 0.0
     for name, ref in expected.items():

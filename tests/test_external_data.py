@@ -23,7 +23,7 @@ from onnx import numpy_helper
 
 from onnxprune import BadInputError, PruneConfig, modelio, prune
 from onnxprune.cli import main
-from onnxprune.pipeline import prune_file
+from onnxprune.pipeline import load_model, prune_file
 from onnxprune.validate import input_feeds, run
 
 from .helpers import SAMPLES
@@ -277,3 +277,40 @@ def test_a_failed_report_write_leaves_no_model_either(ext_model, tmp_path):
         prune_file(ext_model, out / "s.onnx", PruneConfig(ratio=0.5), "auto",
                    [(str(out / "r.json"), no_space)])  # fmt: skip
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["resnet_small", "bert_tiny", "csp_yolo_small", "unet_small"])
+def test_a_large_single_file_is_read_lazily_with_the_same_result(name, tmp_path, monkeypatch):
+    """Above LAZY_MIN_BYTES a single-file model's weights stay in the file: the result
+    must be what reading it whole gives, and the output stays one file."""
+    source = SAMPLES / f"{name}.onnx"
+    config = PruneConfig(ratio=0.5)
+    eager = prune_file(source, tmp_path / "eager.onnx", config)
+    monkeypatch.setattr(modelio, "LAZY_MIN_BYTES", 0)
+    loaded = load_model(source)
+    assert loaded.folder == str(SAMPLES) and not loaded.external_source
+    assert modelio.has_external_data(loaded.model)
+    lazy = prune_file(source, tmp_path / "lazy.onnx", config)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eager.onnx", "lazy.onnx"]
+    assert lazy.oracle_rel_diff == eager.oracle_rel_diff
+    assert lazy.file_bytes_before == source.stat().st_size
+    a, b = onnx.load(tmp_path / "eager.onnx"), onnx.load(tmp_path / "lazy.onnx")
+    assert [n.SerializeToString() for n in a.graph.node] == [
+        n.SerializeToString() for n in b.graph.node
+    ]
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key, value in wa.items():
+        np.testing.assert_array_equal(wb[key], value, err_msg=key)
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.6, 0.95])
+def test_a_truncated_large_file_is_a_clean_error(tmp_path, capsys, monkeypatch, keep):
+    monkeypatch.setattr(modelio, "LAZY_MIN_BYTES", 0)
+    data = RESNET.read_bytes()
+    path = tmp_path / "cut.onnx"
+    path.write_bytes(data[: int(len(data) * keep)])
+    code = main([str(path), "-o", str(tmp_path / "s.onnx")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "not a readable ONNX model" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.onnx"]
