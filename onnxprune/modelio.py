@@ -269,12 +269,9 @@ def save_model(model: onnx.ModelProto, path: str, external: bool) -> list[str]:
     releases their bytes. Returns the files written.
     """
     if not external:
-        if model.ByteSize() > PROTOBUF_LIMIT or has_external_data(model):
-            _check_inline_size(model)
-            load_external_into(model)
         _check_inline_size(model)
         with open(path, "wb") as f:
-            f.write(model.SerializeToString())
+            _write_inline(model, f)
         return [path]
     data_path = path + ".data"
     location = os.path.basename(data_path)
@@ -298,6 +295,83 @@ def save_model(model: onnx.ModelProto, path: str, external: bool) -> list[str]:
     with open(path, "wb") as f:
         f.write(model.SerializeToString())
     return [path, data_path]
+
+
+def _write_inline(model: onnx.ModelProto, out) -> None:
+    """Serialise `model` as one file, streaming its initializers: each large tensor's
+    bytes go from memory or from its external file straight to `out`, so neither the
+    whole model nor its serialised form is ever held in memory.
+
+    The framing is written by hand (protobuf accepts fields in any order): the model's
+    other fields, then the graph as its other fields followed by each initializer.
+    """
+    graph = model.graph
+    entries = [_inline_entry(t) for t in graph.initializer]
+    graph_rest = _without(graph, "initializer", onnx.GraphProto()).SerializeToString()
+    graph_len = len(graph_rest) + sum(
+        1 + len(_varint_bytes(size)) + size for _, _, size in (e[:3] for e in entries)
+    )
+    out.write(_without(model, "graph", onnx.ModelProto()).SerializeToString())
+    out.write(bytes([_MODEL_GRAPH << 3 | 2]) + _varint_bytes(graph_len))
+    out.write(graph_rest)
+    for head, data, size in entries:
+        out.write(bytes([_GRAPH_INITIALIZER << 3 | 2]) + _varint_bytes(size))
+        out.write(head)
+        if isinstance(data, ExternalRef):
+            out.write(bytes([_TENSOR_RAW_DATA << 3 | 2]) + _varint_bytes(data.length))
+            _copy_range(data, out)
+        elif data is not None:
+            out.write(bytes([_TENSOR_RAW_DATA << 3 | 2]) + _varint_bytes(len(data)))
+            out.write(data)
+
+
+def _inline_entry(tensor: onnx.TensorProto) -> tuple[bytes, bytes | ExternalRef | None, int]:
+    """(the tensor's fields but raw_data, its raw bytes or where they lie, the size of
+    the whole serialised TensorProto)."""
+    if is_external(tensor):
+        data: bytes | ExternalRef | None = resolve(tensor, current_folder() or "")
+    elif tensor.HasField("raw_data") and len(tensor.raw_data) >= EXTERNAL_MIN_BYTES:
+        data = tensor.raw_data
+    else:
+        head = tensor.SerializeToString()
+        return head, None, len(head)
+    shell = _without(tensor, "raw_data", onnx.TensorProto())
+    del shell.external_data[:]
+    shell.ClearField("data_location")
+    head = shell.SerializeToString()
+    length = data.length if isinstance(data, ExternalRef) else len(data)
+    return head, data, len(head) + 1 + len(_varint_bytes(length)) + length
+
+
+def _without(message, skipped: str, empty):
+    """A copy of `message` without the field `skipped` (not copied, however large)."""
+    for field, value in message.ListFields():
+        if field.name == skipped:
+            continue
+        if _repeated(field):
+            getattr(empty, field.name).extend(value)
+        elif field.type == field.TYPE_MESSAGE:
+            getattr(empty, field.name).CopyFrom(value)
+        else:
+            setattr(empty, field.name, value)
+    return empty
+
+
+def _repeated(field) -> bool:
+    flag = getattr(field, "is_repeated", None)  # newer protobuf; `label` before
+    return bool(flag) if flag is not None else field.label == field.LABEL_REPEATED
+
+
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
 
 
 def _check_inline_size(model: onnx.ModelProto) -> None:

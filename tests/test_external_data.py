@@ -314,3 +314,18 @@ def test_a_truncated_large_file_is_a_clean_error(tmp_path, capsys, monkeypatch, 
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and "not a readable ONNX model" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.onnx"]
+
+
+@pytest.mark.parametrize("name", ["resnet_small", "bert_tiny", "paddle_style", "gqa_tiny_dynamo"])
+def test_streamed_single_file_parses_to_the_same_model(name, tmp_path):
+    """One-file output is framed by hand, tensor by tensor: it must parse to exactly the
+    model, whether the weights are in memory or still in the source file."""
+    source = SAMPLES / f"{name}.onnx"
+    model = onnx.load(source)
+    modelio.save_model(model, str(tmp_path / "eager.onnx"), external=False)
+    assert onnx.load(tmp_path / "eager.onnx") == onnx.load(source)
+    light, _ = modelio.load_lazily(str(source))
+    with modelio.external_folder(str(SAMPLES)):
+        modelio.save_model(light, str(tmp_path / "lazy.onnx"), external=False)
+    assert onnx.load(tmp_path / "lazy.onnx") == onnx.load(source)
+    assert (tmp_path / "lazy.onnx").read_bytes() == (tmp_path / "eager.onnx").read_bytes()
