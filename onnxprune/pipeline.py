@@ -75,6 +75,10 @@ class Plan:
         """The masking oracle for this plan: `original` with removed channels zeroed."""
         shapes = self.analysis.index.shapes
         ranks = {name: len(dims) for name, dims in shapes.items() if dims is not None}
+        for r in self.analysis.readers:  # the op may fix a rank inference could not tell
+            name = self.analysis.index.nodes[r.node].input[r.input_index]
+            if name not in ranks and r.rank is not None:
+                ranks[name] = r.rank
         return masked_model(original, self.reader_masks(), ranks)
 
     def reader_masks(self) -> list[tuple[int, int, int, np.ndarray]]:
