@@ -264,7 +264,8 @@ ORACLE_TOLERANCE = 1e-4
 def _oracle_diff(original_bytes: bytes, p: Plan, feeds, pruned_out) -> float:
     """Largest output difference from the masking oracle, relative to the output's scale."""
     masked = p.masked_original(onnx.load_from_string(original_bytes))
-    expected = run(masked.SerializeToString(), feeds)
+    # the same (unoptimised) kernels as pruned_out: fused ones round differently
+    expected = run(masked.SerializeToString(), feeds, optimize=False)
     worst = 0.0
     for name, ref in expected.items():
         ref64, got = ref.astype(np.float64), pruned_out[name].astype(np.float64)
