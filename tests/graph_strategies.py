@@ -52,6 +52,8 @@ class Builder:
     tensors: list[Tensor] = field(default_factory=list)
     consumed: set[str] = field(default_factory=set)
     conv_weights: dict[tuple[int, int], list[tuple[str, int]]] = field(default_factory=dict)
+    named: bool = True
+    """Whether nodes carry names (exporters do not always write them)."""
     count: int = 0
 
     def fresh(self, prefix: str) -> str:
@@ -82,7 +84,8 @@ class Builder:
         name = self.fresh(op.lower())
         outs = [Tensor(f"{name}_y{j}" if len(shapes) > 1 else f"{name}_y", tuple(s))
                 for j, s in enumerate(shapes)]  # fmt: skip
-        self.nodes.append(helper.make_node(op, inputs, [t.name for t in outs], name=name, **attrs))
+        label = name if self.named else None
+        self.nodes.append(helper.make_node(op, inputs, [t.name for t in outs], name=label, **attrs))
         self.consumed.update(i for i in inputs if i)
         if pool:
             self.tensors.extend(outs)
@@ -488,12 +491,14 @@ def cnn_models(draw) -> onnx.ModelProto:
     opset = draw(st.sampled_from(OPSETS))
     constants = draw(st.sampled_from(["init", "init", "node", "mixed"]))
     b = Builder(opset, np.random.default_rng(draw(st.integers(0, 2**16))), constants)
+    b.named = draw(st.integers(0, 4)) > 0
     symbolic = draw(st.booleans())
     h, w = draw(st.sampled_from([4, 6, 8])), draw(st.sampled_from([4, 5, 8]))
     x = Tensor("x", (1, draw(st.integers(1, 4)), h, w))
     b.tensors.append(x)
     add_conv(draw, b)
-    b.tensors.remove(x)  # later steps read it only through Concat, as an unprunable part
+    if draw(st.integers(0, 3)):  # mostly, later steps read x only as a part of a Concat
+        b.tensors.remove(x)
     for step in draw(st.lists(st.sampled_from(STEPS), min_size=1, max_size=MAX_STEPS)):
         if step is add_concat:
             step(draw, b, [x])
@@ -502,7 +507,7 @@ def cnn_models(draw) -> onnx.ModelProto:
         else:
             step(draw, b)
     outputs = [_head(draw, b, b.tensors[-1])]
-    extra = [t for t in b.tensors[:-1] if t.name not in b.consumed]
+    extra = [t for t in b.tensors[:-1] if t.name not in b.consumed and t is not x]
     if extra:  # dangling tensors stay dangling, or become graph outputs too
         outputs += draw(st.permutations(extra))[: draw(st.integers(0, 2))]
     batch = "N" if symbolic else 1
@@ -516,6 +521,17 @@ def cnn_models(draw) -> onnx.ModelProto:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+@st.composite
+def cnn_cases(draw) -> tuple[onnx.ModelProto, PruneConfig]:
+    """A model and pruning options; a symbolic batch is sometimes run at batch 2."""
+    model = draw(cnn_models())
+    config = draw(prune_configs())
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if dims[0].dim_param and draw(st.booleans()):
+        config.input_shapes = {"x": [2] + [d.dim_value for d in dims[1:]]}
+    return model, config
 
 
 @st.composite

@@ -28,7 +28,7 @@ from onnxprune.cli import main
 from onnxprune.pipeline import calibration
 from onnxprune.validate import input_feeds, run
 
-from .graph_strategies import cnn_models, prune_configs
+from .graph_strategies import cnn_cases
 
 EXAMPLES = int(os.environ.get("ONNXPRUNE_PROPERTY_EXAMPLES", "60"))
 RANDOM = os.environ.get("ONNXPRUNE_PROPERTY_RANDOM") == "1"
@@ -64,8 +64,9 @@ def _assert_close(got: np.ndarray, ref: np.ndarray, what: str) -> None:
 
 
 @SETTINGS
-@given(model=cnn_models(), config=prune_configs())
-def test_pruning_a_random_cnn_is_exact_or_a_clear_refusal(model, config):
+@given(case=cnn_cases())
+def test_pruning_a_random_cnn_is_exact_or_a_clear_refusal(case):
+    model, config = case
     _describe(model, config)
     original = model.SerializeToString()
     try:
@@ -76,7 +77,7 @@ def test_pruning_a_random_cnn_is_exact_or_a_clear_refusal(model, config):
     assert model.SerializeToString() == original, "prune() modified its input"
     onnx.checker.check_model(pruned, full_check=True)
     plan = make_plan(model, config, calibration(model, config))
-    feeds = input_feeds(model, {}, seed=7)
+    feeds = input_feeds(model, config.input_shapes, seed=7)
     reference = run(original, feeds)
     masked = plan.masked_original(model).SerializeToString()
     for optimize in (False, True):  # each against the same kernels: fused ones round apart
@@ -99,14 +100,18 @@ def _cli_args(config: PruneConfig) -> list[str]:
         args.append("--global")
     if config.calib_random:
         args += [f"--calib-random={config.calib_random}", "--reconstruct=none"]
+    args += [f"--exclude={pattern}" for pattern in config.exclude]
+    for name, dims in config.input_shapes.items():
+        args.append(f"--input-shape={name}:{'x'.join(map(str, dims))}")
     return args
 
 
 @settings(SETTINGS, max_examples=max(EXAMPLES // 4, 1))
-@given(model=cnn_models(), config=prune_configs())
-def test_the_command_writes_a_valid_model_or_nothing(model, config):
+@given(case=cnn_cases())
+def test_the_command_writes_a_valid_model_or_nothing(case):
     """Through the command line: exit 0 and a checked model, or a one-line error and no
     file; the input file is left as it was."""
+    model, config = case
     _describe(model, config)
     with tempfile.TemporaryDirectory() as folder:
         source, target = os.path.join(folder, "in.onnx"), os.path.join(folder, "out.onnx")
@@ -121,7 +126,7 @@ def test_the_command_writes_a_valid_model_or_nothing(model, config):
         if code == 0:
             written = onnx.load(target)
             onnx.checker.check_model(written, full_check=True)
-            feeds = input_feeds(model, {}, seed=3)
+            feeds = input_feeds(model, config.input_shapes, seed=3)
             reference = run(before, feeds)
             got = run(written.SerializeToString(), feeds)
             assert {k: v.shape for k, v in got.items()} == {k: v.shape for k, v in reference.items()}
