@@ -69,9 +69,13 @@ class Builder:
     def const(self, value: np.ndarray, prefix: str = "c") -> str:
         name = self.fresh(prefix)
         tensor = numpy_helper.from_array(np.asarray(value), name)
-        as_node = self.constants == "node" or (self.constants == "mixed" and self.rng.random() < 0.5)
+        as_node = self.constants == "node" or (
+            self.constants == "mixed" and self.rng.random() < 0.5
+        )
         if as_node:
-            self.nodes.append(helper.make_node("Constant", [], [name], name=f"{name}_const", value=tensor))
+            self.nodes.append(
+                helper.make_node("Constant", [], [name], name=f"{name}_const", value=tensor)
+            )
         else:
             self.initializers.append(tensor)
         return name
@@ -240,7 +244,9 @@ def add_pool(draw, b: Builder) -> None:
     if x is None:
         return
     c, (h, w) = x.channels, x.shape[2:]
-    ops = ["GlobalAveragePool", "GlobalMaxPool", "AveragePool"] + (["MaxPool"] if min(h, w) >= 2 else [])
+    ops = ["GlobalAveragePool", "GlobalMaxPool", "AveragePool"] + (
+        ["MaxPool"] if min(h, w) >= 2 else []
+    )
     op = draw(st.sampled_from(ops))
     if op.startswith("Global"):
         b.node(op, [x.name], [(1, c, 1, 1)])
@@ -344,7 +350,9 @@ def add_concat(draw, b: Builder, inputs: list[Tensor]) -> None:
         parts.reverse()
     shape = list(x.shape)
     shape[axis] = sum(t.shape[axis] for t in parts)
-    b.node("Concat", [t.name for t in parts], [shape], axis=draw(st.sampled_from([axis, axis - rank])))
+    b.node(
+        "Concat", [t.name for t in parts], [shape], axis=draw(st.sampled_from([axis, axis - rank]))
+    )
 
 
 def add_split(draw, b: Builder) -> None:

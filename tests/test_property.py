@@ -30,7 +30,7 @@ from onnxprune.validate import input_feeds, run
 
 from .graph_strategies import cnn_cases
 
-EXAMPLES = int(os.environ.get("ONNXPRUNE_PROPERTY_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("ONNXPRUNE_PROPERTY_EXAMPLES", "200"))
 RANDOM = os.environ.get("ONNXPRUNE_PROPERTY_RANDOM") == "1"
 SETTINGS = settings(
     max_examples=EXAMPLES,
@@ -129,7 +129,9 @@ def test_the_command_writes_a_valid_model_or_nothing(case):
             feeds = input_feeds(model, config.input_shapes, seed=3)
             reference = run(before, feeds)
             got = run(written.SerializeToString(), feeds)
-            assert {k: v.shape for k, v in got.items()} == {k: v.shape for k, v in reference.items()}
+            assert {k: v.shape for k, v in got.items()} == {
+                k: v.shape for k, v in reference.items()
+            }
             return
         lines = err.getvalue().strip().splitlines()
         assert code == 2 and not os.path.exists(target), (code, err.getvalue())
