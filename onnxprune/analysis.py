@@ -51,6 +51,9 @@ class Reader:
     slots: np.ndarray
     form: LinearForm | None = None
     """How the node computes from these channels, where it is linear in them."""
+    rank: int | None = None
+    """Rank of the input read, where known (the oracle's mask needs it even when shape
+    inference lost the tensor: Gemm's input is 2-D, Conv's has the weight's rank)."""
 
 
 @dataclass
@@ -240,10 +243,19 @@ class NodeContext:
         """The node (attributes) is rewritten by fn(node, kept) after planning."""
         self._a.node_edits.setdefault(self.index, []).append(fn)
 
-    def read(self, i: int, axis: int, slots: np.ndarray, form: LinearForm | None = None) -> None:
+    def read(
+        self,
+        i: int,
+        axis: int,
+        slots: np.ndarray,
+        form: LinearForm | None = None,
+        rank: int | None = None,
+    ) -> None:
         """This node consumes input i's channels along `axis` (masked in the oracle);
-        `form` says how its output is linear in them (for data-aware scores and refits)."""
-        self._a.readers.append(Reader(self.index, i, axis, slots, form))
+        `form` says how its output is linear in them (for data-aware scores and refits);
+        `rank`: input i's rank where the op fixes it and inference may not know it."""
+        rank = self.rank(i) if rank is None else rank
+        self._a.readers.append(Reader(self.index, i, axis, slots, form, rank))
         self._a.node_slots.setdefault(self.index, []).append(slots)
 
     def stat(self, kind: str, i: int, slots: np.ndarray) -> None:

@@ -362,3 +362,26 @@ def test_gemm_whose_bias_is_one_broadcast_value_is_not_refit():
     ]
     assert weight(pruned, "c2").shape == (1,)
     assert "gemm2: its bias is not one value per output" in report.to_text()
+
+
+@pytest.mark.parametrize("criterion", ["activation", "wanda", "energy"])
+def test_data_aware_criteria_on_a_model_without_channel_readers(criterion):
+    """Found by tests/test_property.py: a depthwise Conv of the graph input creates no
+    prunable channels and the Gemm's channels reach the output, so no node reads pruned
+    channels. Collecting statistics for no reader asked onnxruntime for no outputs, which
+    returns all of them, and the capture crashed with a ValueError."""
+    model = build(f"""
+    {header()}
+    no_readers (float[1,2,4,4] x) => (float[1,1] y)
+    <float[2,1,3,3] w1, float[2,1] w2, float[1] c2>
+    {{
+      [dw] a = Conv <group=2> (x, w1)
+      p = GlobalAveragePool (a)
+      f = Flatten (p)
+      [gemm] y = Gemm (f, w2, c2)
+    }}
+    """)
+    config = PruneConfig(ratio=0.5, criterion=criterion, calib_random=4, reconstruct="none")
+    pruned, report = prune(model, config)
+    assert all(g.kept == g.channels for g in report.groups)
+    assert report.oracle_rel_diff == 0.0

@@ -64,7 +64,7 @@ def conv(ctx: NodeContext) -> None:
     if group == 1:
         if x is not None:
             attrs = {a.name: ctx.attr(a.name) for a in ctx.node.attribute}
-            ctx.read(0, 1, x, conv_form(w, attrs))
+            ctx.read(0, 1, x, conv_form(w, attrs), rank=w.ndim)
             ctx.slice_input(1, 1, x)
         out = ctx.new_channels(1, 0)
     elif w.shape[1] == 1:  # depthwise: output channel o reads input channel o // (m / group)
@@ -77,7 +77,7 @@ def conv(ctx: NodeContext) -> None:
         out = ctx.new_channels(1, 0)
         ctx.equal_blocks(np.split(out, group), f"grouped Conv (group={group}) outputs")
         if x is not None:
-            ctx.read(0, 1, x)
+            ctx.read(0, 1, x, rank=w.ndim)
             ctx.equal_blocks(np.split(x, group), f"grouped Conv (group={group}) inputs")
             ctx.transform_input(1, _grouped_weight(group, x, 1))
     _bias(ctx, out)
@@ -101,7 +101,7 @@ def conv_transpose(ctx: NodeContext) -> None:
         ctx.set_output(0, {1: out})
         return
     if x is not None:
-        ctx.read(0, 1, x)
+        ctx.read(0, 1, x, rank=w.ndim)
         ctx.slice_input(1, 0, x)
     if group == 1:
         out = ctx.new_channels(1, 1)

@@ -22,7 +22,7 @@ def gemm(ctx: NodeContext) -> None:
     if k_axis in a:
         alpha, beta = float(ctx.attr("alpha", 1.0)), float(ctx.attr("beta", 1.0))
         form = gemm_form(len(a[k_axis]), bool(trans_a), bool(trans_b), alpha, beta)
-        ctx.read(0, k_axis, a[k_axis], form if alpha != 0 and beta != 0 else None)
+        ctx.read(0, k_axis, a[k_axis], form if alpha != 0 and beta != 0 else None, rank=2)
         ctx.slice_input(1, 1 if trans_b else 0, a[k_axis])
     if 1 - k_axis in a:
         out[0] = a[1 - k_axis]

@@ -159,3 +159,31 @@ def test_matmul_with_an_unprunable_operand_freezes_the_contracted_axis():
     (group,) = report.groups
     assert group.kept == 8
     assert "whose other operand is not pruned" in group.frozen[0]
+
+
+def test_gemm_reading_a_tensor_whose_shape_inference_lost_is_checked():
+    """Found by tests/test_property.py: at opset 11 shape inference cannot fold the
+    `x.view(x.size(0), -1)` chain, so the MatMul after it has no inferred shape. The
+    Gemm reading the MatMul's neurons knows its input is 2-D, but the masking oracle
+    looked the rank up in the inferred shapes only, and prune() crashed with KeyError."""
+    model = parse(
+        header(11)
+        + """
+        g (float[1,1,4,4] x) => (float[1,3] y)
+        <float[6,1,3,3] w1 = {0.0}, int64 i0 = {0}, int64[1] m1 = {-1},
+         float[96,8] fc1 = {0.0}, float[8,3] fc2 = {0.0}, float[3] c2 = {0.0}>
+        {
+          h = Conv <pads=[1,1,1,1]> (x, w1)
+          s = Shape (h)
+          n = Gather <axis=0> (s, i0)
+          u = Unsqueeze <axes=[0]> (n)
+          t = Concat <axis=0> (u, m1)
+          f = Reshape (h, t)
+          z = MatMul (f, fc1)
+          y = Gemm (z, fc2, c2)
+        }
+        """
+    )
+    pruned, report, _ = assert_exact(model, PruneConfig(ratio=0.5))
+    assert initializer_shape(pruned, "fc2") == [4, 3]
+    assert report.oracle_rel_diff < 1e-5
