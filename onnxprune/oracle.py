@@ -71,3 +71,27 @@ def masked_model(
         graph.node.extend(inserted.get(idx, []))
         graph.node.append(node)
     return model
+
+
+def masks_as_inputs(masked: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Turn the masks `masked_model` added into graph inputs (in place); return their
+    values, so one session runs both the oracle and, with all-ones masks, the original."""
+    graph = masked.graph
+    values = {}
+    kept = []
+    for tensor in graph.initializer:
+        if tensor.name.startswith("__oracle_mask"):
+            values[tensor.name] = numpy_helper.to_array(tensor)
+        else:
+            kept.append(tensor)
+    if not values:
+        return values
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    graph.input.extend(
+        helper.make_tensor_value_info(
+            name, helper.np_dtype_to_tensor_dtype(value.dtype), list(value.shape)
+        )
+        for name, value in values.items()
+    )
+    return values

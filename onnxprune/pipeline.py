@@ -40,7 +40,7 @@ from .modelio import (
     source_bytes,
     wants_external,
 )
-from .oracle import masked_model
+from .oracle import masked_model, masks_as_inputs
 from .planner import ensure_nonempty, plan, unmatched_globs
 from .progress import steps
 from .reconstruct import ensure_biases, refit
@@ -261,14 +261,15 @@ def _written(staged: str) -> list[str]:
 
 @dataclass
 class _Work:
-    """What validation needs of a prune: the plan, the original, its outputs."""
+    """What validation needs of a prune: the original, its outputs, the oracle's."""
 
     report: PruneReport
-    plan: Plan
     original_bytes: bytes | None
     feeds: dict | None
     reference: dict | None
-    exact: bool
+    """The original's outputs on `feeds` (unoptimised kernels)."""
+    expected: dict | None
+    """The masking oracle's outputs on `feeds`, where pruning is exact (else None)."""
     timed: bool
     """Measure latency before/after (--latency, --round-to auto)."""
 
@@ -280,16 +281,9 @@ def _prune(model: onnx.ModelProto, config: PruneConfig, source: ModelLike) -> _W
     original_bytes = model.SerializeToString() if config.validate or timed else None
     calib = calibration(model, config)
     timer.lap("load")
-    feeds = reference = None
+    feeds = reference = expected = None
     if config.validate:
         feeds = input_feeds(model, config.input_shapes, config.seed)
-        try:
-            with steps("reference run", 1) as done:
-                reference = run(original_bytes, feeds)
-                done()
-        except Exception as exc:
-            raise BadInputError(f"onnxruntime cannot run the input model: {_short(exc)}") from exc
-        timer.lap("reference run")
     dims = (
         {k: list(v.shape) for k, v in feeds.items()}
         if feeds
@@ -317,6 +311,13 @@ def _prune(model: onnx.ModelProto, config: PruneConfig, source: ModelLike) -> _W
         if (config.refit != "none")
         else []
     )
+    exact = not notes and not any(
+        g.approximate and p.keep_slot[g.classes].sum() < g.size for g in p.groups
+    )
+    if config.validate:
+        unpruned = model.SerializeToString() if config.refit != "none" else original_bytes
+        reference, expected = _reference_runs(unpruned, p, feeds, exact)
+        timer.lap("reference run")
     apply_plan(p.analysis, p.keep_slot)
     timer.lap("apply")
     report = _report(p, model, before, params_before, dims)
@@ -328,7 +329,7 @@ def _prune(model: onnx.ModelProto, config: PruneConfig, source: ModelLike) -> _W
         report.calib_rel_error = _calib_error(original_bytes or b"", model, calib, source)
     report.rounding = rounding
     report.seconds = timer.laps
-    return _Work(report, p, original_bytes, feeds, reference, not notes, timed)
+    return _Work(report, original_bytes, feeds, reference, expected, timed)
 
 
 def sensitivity(source: ModelLike, config: PruneConfig) -> tuple[list, int, int]:
@@ -372,13 +373,35 @@ def _allocate(model, config: PruneConfig, calib, dims, before, params_before: in
     return chosen, info
 
 
+def _reference_runs(unpruned: bytes, p: Plan, feeds: dict, exact: bool):
+    """The original's outputs, and the masking oracle's where pruning is exact, from one
+    onnxruntime session: the oracle's masks are inputs, all ones for the original."""
+    masked = p.masked_original(onnx.load_from_string(unpruned), in_place=True)
+    keep = masks_as_inputs(masked)
+    ones = {name: np.ones_like(mask) for name, mask in keep.items()}
+    with steps("reference run", 2 if exact else 1) as done:
+        try:
+            call = runner(masked.SerializeToString(), optimize=False)
+            reference = call({**feeds, **ones})
+        except Exception as exc:
+            try:
+                run(unpruned, feeds, optimize=False)
+            except Exception:
+                message = f"onnxruntime cannot run the input model: {_short(exc)}"
+                raise BadInputError(message) from exc
+            raise OnnxPruneError(f"the masking oracle does not run: {_short(exc)}") from exc
+        done()
+        expected = call({**feeds, **keep}) if exact else None
+        done()
+    return reference, expected
+
+
 def _validate(work: _Work, pruned: onnx.ModelProto | str) -> None:
     """Check the pruned model (in memory, or the path it was written to) and compare it
     with the original, and with the masking oracle where pruning is exact."""
     start = time.perf_counter()
     report = work.report
-    exact = work.exact and not any(g.approximate and g.kept < g.channels for g in report.groups)
-    with steps("validation", 4 if exact else 3) as done:
+    with steps("validation", 3) as done:
         check(pruned)
         done()
         target = pruned.SerializeToString() if isinstance(pruned, onnx.ModelProto) else pruned
@@ -392,16 +415,14 @@ def _validate(work: _Work, pruned: onnx.ModelProto | str) -> None:
             raise ValidationError(message) from exc
         report.outputs = compare(work.reference, pruned_out)
         compare(work.reference, optimised_out)
-        if exact:  # refitted or approximate: the masked original is not the reference
-            diff = _oracle_diff(work.original_bytes, work.plan, work.feeds, pruned_out)
-            report.oracle_rel_diff = diff
-            done()
-    if report.oracle_rel_diff is not None and report.oracle_rel_diff > ORACLE_TOLERANCE:
-        raise ValidationError(
-            "the pruned model does not compute what the original computes with the "
-            f"removed channels masked (relative difference {report.oracle_rel_diff:.3g}); "
-            "this is a bug in onnxprune: please report this model"
-        )
+    if work.expected is not None:
+        report.oracle_rel_diff = _oracle_diff(work.expected, pruned_out)
+        if report.oracle_rel_diff > ORACLE_TOLERANCE:
+            raise ValidationError(
+                "the pruned model does not compute what the original computes with the "
+                f"removed channels masked (relative difference {report.oracle_rel_diff:.3g}); "
+                "this is a bug in onnxprune: please report this model"
+            )
     report.seconds["validate"] = time.perf_counter() - start
 
 
@@ -416,11 +437,9 @@ def _calib_error(original_bytes: bytes, pruned: onnx.ModelProto, calib: Calibrat
 ORACLE_TOLERANCE = 1e-4
 
 
-def _oracle_diff(original_bytes: bytes, p: Plan, feeds, pruned_out) -> float:
-    """Largest output difference from the masking oracle, relative to the output's scale."""
-    masked = p.masked_original(onnx.load_from_string(original_bytes), in_place=True)
-    # the same (unoptimised) kernels as pruned_out: fused ones round differently
-    expected = run(masked.SerializeToString(), feeds, optimize=False)
+def _oracle_diff(expected: dict, pruned_out: dict) -> float:
+    """Largest output difference from the masking oracle, relative to the output's scale
+    (both runs use the unoptimised kernels: fused ones round differently)."""
     worst = 0.0
     for name, ref in expected.items():
         ref64, got = ref.astype(np.float64), pruned_out[name].astype(np.float64)
