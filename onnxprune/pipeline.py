@@ -23,6 +23,7 @@ from .calib import (
     load_calibration,
     random_calibration,
 )
+from .checks import check_structure
 from .config import PruneConfig
 from .errors import BadInputError, OnnxPruneError, UnsupportedModelError, ValidationError
 from .graph import GraphIndex
@@ -62,6 +63,7 @@ def load_model(source: ModelLike) -> tuple[onnx.ModelProto, str | None]:
             )
         model = onnx.ModelProto()
         model.CopyFrom(source)
+        check_structure(model)
         return model, None
     path = os.fspath(source)
     if not os.path.exists(path):
@@ -74,6 +76,7 @@ def load_model(source: ModelLike) -> tuple[onnx.ModelProto, str | None]:
         raise BadInputError(f"{path}: not a readable ONNX model ({_short(exc)})") from exc
     if not model.graph.node:
         raise BadInputError(f"{path}: not an ONNX model (no graph nodes)")
+    check_structure(model)
     if not has_external_data(model):
         return model, None
     folder = os.path.dirname(os.path.abspath(path))

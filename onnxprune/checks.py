@@ -1,0 +1,158 @@
+"""Checks of an input model that the rest of onnxprune relies on, each a one-line
+BadInputError naming what is wrong: readable names, tensors whose data matches their
+dims and type, each tensor defined once and before it is read.
+
+`check_structure` runs when a model is loaded.
+"""
+
+from __future__ import annotations
+
+import onnx
+from google.protobuf.descriptor import FieldDescriptor
+from onnx import TensorProto, helper
+
+from .errors import BadInputError
+from .modelio import _expected_bytes, is_external
+
+_VALUE_ATTRS = {
+    "value", "value_float", "value_floats", "value_int", "value_ints",
+    "value_string", "value_strings", "sparse_value",
+}  # fmt: skip
+_KNOWN_TYPES = set(TensorProto.DataType.values()) - {TensorProto.UNDEFINED}
+
+
+def check_structure(model: onnx.ModelProto) -> None:
+    """BadInputError unless the main graph is well formed: UTF-8 names, constants whose
+    data fits their dims and type, every tensor defined once, before it is read, and
+    every graph output defined."""
+    _check_text(model)
+    graph = model.graph
+    for tensor in graph.initializer:
+        _check_tensor(tensor, f"initializer '{tensor.name}'")
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            _check_constant(node)
+    check_order(graph)
+
+
+def check_order(graph: onnx.GraphProto) -> None:
+    """Each tensor is defined once (graph input, initializer or node output), and every
+    node reads only what is defined before it (no cycle, no dangling name)."""
+    defined: set[str] = set()
+    for vi in graph.input:
+        if vi.name in defined:
+            raise BadInputError(f"graph input '{vi.name}' is declared twice")
+        defined.add(vi.name)
+    initializers: set[str] = set()
+    for tensor in graph.initializer:
+        if tensor.name in initializers:
+            raise BadInputError(f"two initializers are named '{tensor.name}'")
+        initializers.add(tensor.name)
+    defined |= initializers
+    producers = {out: k for k, node in enumerate(graph.node) for out in node.output if out}
+    for k, node in enumerate(graph.node):
+        where = node.name or f"{node.op_type}#{k}"
+        for name in node.input:
+            if name and name not in defined:
+                if name in producers:
+                    raise BadInputError(
+                        f"node '{where}' reads '{name}' before it is computed "
+                        "(the graph is not topologically sorted, or has a cycle)"
+                    )
+                raise BadInputError(f"node '{where}' reads '{name}', which nothing defines")
+        for name in node.output:
+            if name and name in defined:
+                raise BadInputError(
+                    f"node '{where}' writes '{name}', which is already defined "
+                    "(by another node, an initializer or a graph input)"
+                )
+            defined.add(name)
+    for vi in graph.output:
+        if vi.name not in defined:
+            raise BadInputError(f"graph output '{vi.name}' is not computed by any node")
+
+
+def _check_text(message, path: str = "model") -> None:
+    """Protobuf hands back bytes for a string field that is not UTF-8 (upb): every
+    name onnxprune or onnxruntime reads must be text."""
+    for field, value in message.ListFields():
+        if field.type == FieldDescriptor.TYPE_STRING:
+            for v in value if _repeated(field) else [value]:
+                if not isinstance(v, str):
+                    raise BadInputError(
+                        f"{path}.{field.name} is not valid UTF-8 text: {bytes(v)[:60]!r}"
+                    )
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            if isinstance(message, TensorProto) and field.name != "external_data":
+                continue
+            for v in value if _repeated(field) else [value]:
+                _check_text(v, f"{path}.{field.name}")
+
+
+def _repeated(field: FieldDescriptor) -> bool:
+    repeated = getattr(field, "is_repeated", None)  # protobuf 6+ drops `label`
+    return repeated if repeated is not None else field.label == FieldDescriptor.LABEL_REPEATED
+
+
+def _check_constant(node: onnx.NodeProto) -> None:
+    values = [a for a in node.attribute if a.name in _VALUE_ATTRS]
+    where = f"Constant '{node.name or ','.join(node.output)}'"
+    if len(values) != 1:
+        raise BadInputError(f"{where} has {len(values)} values; a Constant holds exactly one")
+    if values[0].type == onnx.AttributeProto.TENSOR:
+        _check_tensor(values[0].t, where)
+
+
+def _check_tensor(tensor: TensorProto, where: str) -> None:
+    """The tensor's element type is known and its data has the size its dims say."""
+    if tensor.data_type not in _KNOWN_TYPES:
+        raise BadInputError(f"{where} has no known element type (data_type {tensor.data_type})")
+    if any(d < 0 for d in tensor.dims):
+        raise BadInputError(f"{where} has negative dims {list(tensor.dims)}")
+    if is_external(tensor):
+        return  # checked against its file by modelio
+    count = 1
+    for d in tensor.dims:
+        count *= int(d)
+    if tensor.HasField("raw_data"):
+        expected = _expected_bytes(tensor)
+        held = len(tensor.raw_data)
+        if expected is not None and held != expected:
+            raise BadInputError(
+                f"{where} declares dims {list(tensor.dims)} ({expected} bytes of "
+                f"{helper.tensor_dtype_to_string(tensor.data_type)}) but holds {held} bytes"
+            )
+        return
+    field, expected = _typed_field(tensor.data_type, count)
+    held = len(getattr(tensor, field))
+    if held != expected:
+        raise BadInputError(
+            f"{where} declares dims {list(tensor.dims)} ({count} values) but holds {held}"
+        )
+
+
+_FIELDS = {
+    TensorProto.FLOAT: "float_data",
+    TensorProto.COMPLEX64: "float_data",
+    TensorProto.DOUBLE: "double_data",
+    TensorProto.COMPLEX128: "double_data",
+    TensorProto.INT64: "int64_data",
+    TensorProto.UINT32: "uint64_data",
+    TensorProto.UINT64: "uint64_data",
+    TensorProto.STRING: "string_data",
+}
+_PACKED = {
+    getattr(TensorProto, name)
+    for name in ("INT4", "UINT4", "FLOAT4E2M1")
+    if hasattr(TensorProto, name)
+}
+
+
+def _typed_field(data_type: int, count: int) -> tuple[str, int]:
+    """The field holding a tensor's values when not in raw_data, and how many it needs."""
+    field = _FIELDS.get(data_type, "int32_data")
+    if data_type in (TensorProto.COMPLEX64, TensorProto.COMPLEX128):
+        return field, 2 * count
+    if data_type in _PACKED:
+        return field, (count + 1) // 2
+    return field, count
