@@ -1,17 +1,23 @@
 """Checks of an input model that the rest of onnxprune relies on, each a one-line
 BadInputError naming what is wrong: readable names, tensors whose data matches their
-dims and type, each tensor defined once and before it is read.
+dims and type, each tensor defined once and before it is read, declared sizes that fit
+in memory before anything is allocated for them.
 
-`check_structure` runs when a model is loaded.
+`check_structure` runs when a model is loaded; `check_feeds` before onnxprune makes
+inputs for a model; `check_run_sizes` before onnxruntime runs one.
 """
 
 from __future__ import annotations
 
+import os
+import resource
+
+import numpy as np
 import onnx
 from google.protobuf.descriptor import FieldDescriptor
 from onnx import TensorProto, helper
 
-from .errors import BadInputError
+from .errors import BadInputError, UnsupportedModelError
 from .modelio import _expected_bytes, is_external
 
 _VALUE_ATTRS = {
@@ -156,3 +162,70 @@ def _typed_field(data_type: int, count: int) -> tuple[str, int]:
     if data_type in _PACKED:
         return field, (count + 1) // 2
     return field, count
+
+
+# -- declared sizes ---------------------------------------------------------------------
+
+
+def memory_budget() -> int:
+    """Bytes this process may use: physical memory, or the address-space limit if lower."""
+    try:
+        budget = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        budget = 1 << 40
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        budget = min(budget, soft)
+    return budget
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.3g} GB"
+
+
+def check_feeds(model: onnx.ModelProto, dims: dict[str, list[int]]) -> None:
+    """Inputs of these dims can be made for the model: tensors of a known element type,
+    no negative dim, and all of them together well within memory."""
+    types = {vi.name: vi.type for vi in model.graph.input}
+    total = 0
+    for name, shape in dims.items():
+        kind = types[name].WhichOneof("value")
+        if kind != "tensor_type":
+            raise UnsupportedModelError(
+                f"graph input '{name}' is a {kind or 'value of no type'}, not a tensor; "
+                "onnxprune can only make tensor inputs"
+            )
+        elem = types[name].tensor_type.elem_type
+        if elem not in _KNOWN_TYPES or elem == TensorProto.STRING:
+            raise BadInputError(f"graph input '{name}' has no numeric element type ({elem})")
+        if any(d < 0 for d in shape):
+            raise BadInputError(f"graph input '{name}' would have negative dims {shape}")
+        total += 8 * int(np.prod(shape, dtype=object))  # drawn as float64
+        if total > memory_budget() // 4:
+            raise BadInputError(
+                f"graph input '{name}' of shape {shape} would take {_gb(total)}, more than "
+                f"this machine can spare ({_gb(memory_budget())} in all); "
+                "give smaller sizes with --input-shape"
+            )
+
+
+def check_run_sizes(model: onnx.ModelProto, dims: dict[str, list[int]]) -> None:
+    """No tensor shape inference can size, with inputs of `dims`, needs more than half
+    the memory budget (about 4 bytes an element) when onnxruntime runs the model."""
+    from .graph import infer_shapes
+
+    limit = memory_budget() // 2
+    stored = {t.name for t in model.graph.initializer}
+    inputs = {vi.name for vi in model.graph.input}
+    for name, shape in infer_shapes(model, dims).items():
+        if name in stored or shape is None or not all(isinstance(d, int) for d in shape):
+            continue
+        size = 4 * int(np.prod(shape, dtype=object))
+        if size > limit:
+            what = "graph input" if name in inputs else "tensor"
+            raise BadInputError(
+                f"{what} '{name}' would have shape {shape} (about {_gb(size)}) when the model "
+                f"runs, more than this machine can spare ({_gb(memory_budget())} in all); "
+                "onnxprune runs the model to validate the result: give smaller sizes with "
+                "--input-shape, or --no-validate"
+            )

@@ -23,7 +23,7 @@ from .calib import (
     load_calibration,
     random_calibration,
 )
-from .checks import check_structure
+from .checks import check_run_sizes, check_structure
 from .config import PruneConfig
 from .errors import BadInputError, OnnxPruneError, UnsupportedModelError, ValidationError
 from .graph import GraphIndex
@@ -261,6 +261,7 @@ def _prune(model: onnx.ModelProto, config: PruneConfig, source: ModelLike) -> _W
     timer.lap("load")
     feeds = reference = None
     if config.validate:
+        check_run_sizes(model, input_dims(model, config.input_shapes))
         feeds = input_feeds(model, config.input_shapes, config.seed)
         try:
             reference = run(original_bytes, feeds)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from .checks import check_feeds
 from .errors import BadInputError, ValidationError
 from .modelio import current_folder, has_external_data, is_external
 
@@ -50,7 +51,9 @@ def input_feeds(
     rng = np.random.default_rng(seed)
     types = {vi.name: vi.type.tensor_type.elem_type for vi in model.graph.input}
     feeds = {}
-    for name, dims in input_dims(model, shapes).items():
+    all_dims = input_dims(model, shapes)
+    check_feeds(model, all_dims)
+    for name, dims in all_dims.items():
         dtype = onnx.helper.tensor_dtype_to_np_dtype(types[name])
         if np.issubdtype(dtype, np.floating):
             feeds[name] = rng.standard_normal(dims).astype(dtype)
