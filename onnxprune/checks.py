@@ -4,20 +4,23 @@ dims and type, each tensor defined once and before it is read, declared sizes th
 in memory before anything is allocated for them.
 
 `check_structure` runs when a model is loaded; `check_feeds` before onnxprune makes
-inputs for a model; `check_run_sizes` before onnxruntime runs one.
+inputs for a model; `check_run_sizes` before onnxruntime runs one; `blamed_on_input`
+turns a crash on an invalid model into the checker's verdict on it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
+from collections.abc import Iterator
 
 import numpy as np
 import onnx
 from google.protobuf.descriptor import FieldDescriptor
 from onnx import TensorProto, helper
 
-from .errors import BadInputError, UnsupportedModelError
+from .errors import BadInputError, OnnxPruneError, UnsupportedModelError
 from .modelio import _expected_bytes, is_external
 
 _VALUE_ATTRS = {
@@ -229,3 +232,82 @@ def check_run_sizes(model: onnx.ModelProto, dims: dict[str, list[int]]) -> None:
                 "onnxprune runs the model to validate the result: give smaller sizes with "
                 "--input-shape, or --no-validate"
             )
+
+
+# -- when something breaks on an invalid model ------------------------------------------
+
+
+def checker_problem(model: onnx.ModelProto) -> str | None:
+    """What onnx.checker (full, with shape inference) says is wrong with the model, or
+    None. Tensors stored externally or over _CHECKED_BYTES are seen as typed graph
+    inputs: their data is not copied (check_structure has checked its size)."""
+    try:
+        onnx.checker.check_model(_light(model), full_check=True)
+    except Exception as exc:  # the checker raises several types
+        lines = str(exc).strip().splitlines()
+        text = lines[0] if lines else type(exc).__name__
+        return text if len(text) <= 300 else text[:297] + "..."
+    return None
+
+
+_CHECKED_BYTES = 1 << 16
+
+
+def _light(model: onnx.ModelProto) -> onnx.ModelProto:
+    light = onnx.ModelProto()
+    _copy_fields(model, light, skip="graph")
+    _copy_fields(model.graph, light.graph, skip="initializer")
+    declared = {vi.name for vi in light.graph.input}
+    for tensor in model.graph.initializer:
+        if not is_external(tensor) and tensor.ByteSize() <= _CHECKED_BYTES:
+            light.graph.initializer.append(tensor)
+        elif tensor.name not in declared:
+            info = helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims)
+            light.graph.input.append(info)
+    return light
+
+
+def _copy_fields(source, target, skip: str) -> None:
+    for field, value in source.ListFields():
+        if field.name == skip:
+            continue
+        if _repeated(field):
+            getattr(target, field.name).extend(value)
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            getattr(target, field.name).CopyFrom(value)
+        else:
+            setattr(target, field.name, value)
+
+
+def check_input(model: onnx.ModelProto) -> None:
+    """BadInputError when the input fails onnx.checker: its output is checked the same
+    way, so nothing valid could come of it."""
+    problem = checker_problem(model)
+    if problem is not None:
+        raise BadInputError(
+            f"the input model fails onnx.checker: {problem} "
+            "(fix the model, or skip all checks with --no-validate)"
+        )
+
+
+@contextlib.contextmanager
+def blamed_on_input(source: onnx.ModelProto | str | os.PathLike) -> Iterator[None]:
+    """An unexpected exception inside the block becomes a BadInputError when the model
+    at `source` (a path, or a ModelProto the block does not modify) fails onnx.checker:
+    the model, not onnxprune, is at fault. Otherwise it propagates as it is (a bug)."""
+    try:
+        yield
+    except OnnxPruneError:
+        raise
+    except Exception as exc:
+        problem = None
+        with contextlib.suppress(Exception):
+            original = (
+                source
+                if isinstance(source, onnx.ModelProto)
+                else onnx.load(os.fspath(source), load_external_data=False)
+            )
+            problem = checker_problem(original)
+        if problem is None:
+            raise
+        raise BadInputError(f"the input model is not valid ONNX: {problem}") from exc

@@ -23,7 +23,7 @@ from .calib import (
     load_calibration,
     random_calibration,
 )
-from .checks import check_run_sizes, check_structure
+from .checks import blamed_on_input, check_input, check_run_sizes, check_structure
 from .config import PruneConfig
 from .errors import BadInputError, OnnxPruneError, UnsupportedModelError, ValidationError
 from .graph import GraphIndex
@@ -169,7 +169,7 @@ def prune(
     """
     config = (config or PruneConfig()).check()
     model, folder = load_model(source)
-    with external_folder(folder):
+    with external_folder(folder), blamed_on_input(source):
         work = _prune(model, config, source)
         if config.validate:
             _validate(work, model)
@@ -202,7 +202,7 @@ def prune_file(
     output = os.fspath(output)
     model, folder = load_model(source)
     file_bytes = source_bytes(source, model if folder else None)
-    with external_folder(folder), Staging() as staging:
+    with external_folder(folder), Staging() as staging, blamed_on_input(source):
         work = _prune(model, config, source)
         staged = staging.path(output)
         external = wants_external(model, external_data, folder is not None)
@@ -267,6 +267,7 @@ def _prune(model: onnx.ModelProto, config: PruneConfig, source: ModelLike) -> _W
             reference = run(original_bytes, feeds)
         except Exception as exc:
             raise BadInputError(f"onnxruntime cannot run the input model: {_short(exc)}") from exc
+        check_input(model)  # its output is checked alike: refuse now, as bad input
         timer.lap("reference run")
     dims = (
         {k: list(v.shape) for k, v in feeds.items()}
@@ -316,7 +317,7 @@ def sensitivity(source: ModelLike, config: PruneConfig) -> tuple[list, int, int]
     if not config.has_calibration:
         raise BadInputError("sensitivity needs calibration data (--calib or --calib-random)")
     model, folder = load_model(source)
-    with external_folder(folder):
+    with external_folder(folder), blamed_on_input(source):
         return _sensitivity(model, config)
 
 
