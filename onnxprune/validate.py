@@ -94,7 +94,7 @@ def session(model: bytes | str, optimize: bool = True):
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # failures are raised and reported in one line
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     folder = current_folder()
@@ -102,7 +102,10 @@ def session(model: bytes | str, optimize: bool = True):
         options.add_session_config_entry(
             "session.model_external_initializers_file_folder_path", folder
         )
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    # no fallback: it prints "EP Error" banners to stdout and retries the same provider
+    return ort.InferenceSession(
+        model, options, providers=["CPUExecutionProvider"], enable_fallback=0
+    )
 
 
 def runner(model: bytes | str, optimize: bool = True):
