@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
+from .checks import check_order
 from .config import PruneConfig
-from .errors import BadInputError
 from .graph import GraphIndex, node_label
 from .linear import LinearForm
 from .ops._registry import lookup
@@ -291,24 +291,9 @@ class NodeContext:
         return f"{self.op_type} '{self.label}'"
 
 
-def _check_order(index: GraphIndex) -> None:
-    defined = set(index.initializers) | set(index.graph_inputs)
-    for i, node in index.iter_nodes():
-        for name in node.input:
-            if name and name not in defined:
-                where = node_label(node, i)
-                if name in index.producer:
-                    raise BadInputError(
-                        f"node '{where}' reads '{name}' before it is computed "
-                        "(the graph is not topologically sorted, or has a cycle)"
-                    )
-                raise BadInputError(f"node '{where}' reads '{name}', which nothing defines")
-        defined.update(o for o in node.output if o)
-
-
 def analyze_graph(index: GraphIndex, config: PruneConfig | None = None) -> Analysis:
     """Walk the graph once and return every coupling the handlers stated."""
-    _check_order(index)
+    check_order(index.model.graph)
     config = config or PruneConfig()
     a = Analysis(index, config=config)
     for i, node in index.iter_nodes():

@@ -22,6 +22,7 @@ import onnx
 
 from .analysis import Analysis
 from .apply import count_params
+from .checks import blamed_on_input
 from .config import PruneConfig
 from .modelio import external_folder
 from .pipeline import ModelLike, calibration, load_model, make_plan
@@ -94,7 +95,7 @@ def analyze(source: ModelLike, config: PruneConfig | None = None) -> AnalysisRep
     start = time.perf_counter()
     config = replace(config or PruneConfig(), validate=False).check()
     loaded = load_model(source)
-    with external_folder(loaded.folder):
+    with external_folder(loaded.folder), blamed_on_input(source):
         return _analyze(loaded.model, config, start)
 
 

@@ -13,9 +13,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .modelio import tensor_array
+from .modelio import light_copy, tensor_array
 
-_LIGHT_LIMIT = 64  # initializers with more elements than this are typed inputs for inference
+_LIGHT_LIMIT = 512  # initializers of more bytes than this are typed inputs for inference
 _CACHE_LIMIT = 1 << 16
 """Constants up to this many bytes are cached; larger ones (weights) are read on use."""
 _CONSTANT_ATTRS = ("value", "value_float", "value_floats", "value_int", "value_ints")
@@ -60,31 +60,15 @@ def light_inference(
 ) -> onnx.ModelProto | None:
     """Shape inference on a light copy whose large initializers are typed graph inputs,
     so the weights are not serialised for the C++ pass; None if inference fails."""
-    light = onnx.ModelProto()
-    light.ir_version = model.ir_version
-    light.opset_import.extend(model.opset_import)
-    light.functions.extend(model.functions)
-    graph = model.graph
-    light.graph.name = graph.name
-    light.graph.node.extend(graph.node)
-    light.graph.input.extend(graph.input)
+    light = light_copy(model, _LIGHT_LIMIT)
+    if not value_info:
+        del light.graph.value_info[:]
     for vi in light.graph.input:
         if input_dims and vi.name in input_dims:
             dims = vi.type.tensor_type.shape.dim
             del dims[:]
             for size in input_dims[vi.name]:
                 dims.add().dim_value = int(size)
-    light.graph.output.extend(graph.output)
-    if value_info:
-        light.graph.value_info.extend(graph.value_info)
-    declared = {i.name for i in graph.input}
-    for init in graph.initializer:
-        if int(np.prod(init.dims, dtype=np.int64)) <= _LIGHT_LIMIT:
-            light.graph.initializer.append(init)
-        elif init.name not in declared:
-            light.graph.input.append(
-                helper.make_tensor_value_info(init.name, init.data_type, list(init.dims))
-            )
     try:
         return onnx.shape_inference.infer_shapes(light, data_prop=True)
     except Exception:  # inference is best effort; unknown shapes freeze what needs them

@@ -81,7 +81,7 @@ def has_external_data(model: onnx.ModelProto) -> bool:
     return any(is_external(t) for t in _stored_tensors(model))
 
 
-def _expected_bytes(tensor: onnx.TensorProto) -> int | None:
+def expected_bytes(tensor: onnx.TensorProto) -> int | None:
     """Bytes the tensor's data needs, or None for types without a fixed item size."""
     if tensor.data_type == onnx.TensorProto.STRING:
         return None
@@ -149,7 +149,7 @@ def resolve(tensor: onnx.TensorProto, folder: str, model_name: str = "model") ->
     if offset < 0 or (length is not None and length < 0):
         raise BadInputError(f"{where}: negative external data offset or length")
     size = os.path.getsize(path)
-    expected = _expected_bytes(tensor)
+    expected = expected_bytes(tensor)
     if length is None:
         length = expected if expected is not None else size - offset
     if expected is not None and length != expected:
@@ -237,7 +237,7 @@ def tensor_bytes(model: onnx.ModelProto) -> int:
     """Bytes of every initializer and Constant tensor, inline or external."""
     total = 0
     for tensor in _stored_tensors(model):
-        size = _expected_bytes(tensor)
+        size = expected_bytes(tensor)
         total += size if size is not None else tensor.ByteSize()
     return total
 
@@ -278,7 +278,7 @@ def save_model(model: onnx.ModelProto, path: str, external: bool) -> list[str]:
     tensors = list(_stored_tensors(model))
     with open(data_path, "wb") as data:
         for tensor in progress(tensors, "writing"):
-            size = _expected_bytes(tensor)
+            size = expected_bytes(tensor)
             if size is None or size < EXTERNAL_MIN_BYTES:
                 if is_external(tensor):  # a small or odd tensor stays inline
                     _set_raw(tensor, np.ascontiguousarray(tensor_array(tensor)))
@@ -307,11 +307,11 @@ def _write_inline(model: onnx.ModelProto, out) -> None:
     """
     graph = model.graph
     entries = [_inline_entry(t) for t in graph.initializer]
-    graph_rest = _without(graph, "initializer", onnx.GraphProto()).SerializeToString()
+    graph_rest = copy_without(graph, "initializer", onnx.GraphProto()).SerializeToString()
     graph_len = len(graph_rest) + sum(
         1 + len(_varint_bytes(size)) + size for _, _, size in (e[:3] for e in entries)
     )
-    out.write(_without(model, "graph", onnx.ModelProto()).SerializeToString())
+    out.write(copy_without(model, "graph", onnx.ModelProto()).SerializeToString())
     out.write(bytes([_MODEL_GRAPH << 3 | 2]) + _varint_bytes(graph_len))
     out.write(graph_rest)
     for head, data, size in entries:
@@ -335,7 +335,7 @@ def _inline_entry(tensor: onnx.TensorProto) -> tuple[bytes, bytes | ExternalRef 
     else:
         head = tensor.SerializeToString()
         return head, None, len(head)
-    shell = _without(tensor, "raw_data", onnx.TensorProto())
+    shell = copy_without(tensor, "raw_data", onnx.TensorProto())
     del shell.external_data[:]
     shell.ClearField("data_location")
     head = shell.SerializeToString()
@@ -343,12 +343,12 @@ def _inline_entry(tensor: onnx.TensorProto) -> tuple[bytes, bytes | ExternalRef 
     return head, data, len(head) + 1 + len(_varint_bytes(length)) + length
 
 
-def _without(message, skipped: str, empty):
+def copy_without(message, skipped: str, empty):
     """A copy of `message` without the field `skipped` (not copied, however large)."""
     for field, value in message.ListFields():
         if field.name == skipped:
             continue
-        if _repeated(field):
+        if is_repeated(field):
             getattr(empty, field.name).extend(value)
         elif field.type == field.TYPE_MESSAGE:
             getattr(empty, field.name).CopyFrom(value)
@@ -357,9 +357,28 @@ def _without(message, skipped: str, empty):
     return empty
 
 
-def _repeated(field) -> bool:
+def is_repeated(field) -> bool:
     flag = getattr(field, "is_repeated", None)  # newer protobuf; `label` before
     return bool(flag) if flag is not None else field.label == field.LABEL_REPEATED
+
+
+def light_copy(model: onnx.ModelProto, inline_limit: int | None = None) -> onnx.ModelProto:
+    """A copy of `model` without its weights: every external initializer, and every
+    inline one over `inline_limit` bytes (None: none), becomes a typed graph input, so
+    the checker and shape inference see the graph without the bytes being copied."""
+    light = copy_without(model, "graph", onnx.ModelProto())
+    copy_without(model.graph, "initializer", light.graph)
+    declared = {vi.name for vi in light.graph.input}
+    for tensor in model.graph.initializer:
+        moved = is_external(tensor) or (
+            inline_limit is not None and tensor.ByteSize() > inline_limit
+        )
+        if not moved:
+            light.graph.initializer.append(tensor)
+        elif tensor.name not in declared:
+            info = helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
+            light.graph.input.append(info)
+    return light
 
 
 def _varint_bytes(value: int) -> bytes:

@@ -24,6 +24,7 @@ from .calib import (
     load_calibration,
     random_calibration,
 )
+from .checks import blamed_on_input, check_input, check_run_sizes, check_structure
 from .config import PruneConfig
 from .errors import BadInputError, OnnxPruneError, UnsupportedModelError, ValidationError
 from .graph import GraphIndex
@@ -75,6 +76,7 @@ def load_model(source: ModelLike) -> Loaded:
             )
         model = onnx.ModelProto()
         model.CopyFrom(source)
+        check_structure(model)
         return Loaded(model, None, False)
     path = os.fspath(source)
     if not os.path.exists(path):
@@ -91,6 +93,7 @@ def load_model(source: ModelLike) -> Loaded:
         raise BadInputError(f"{path}: not a readable ONNX model ({_short(exc)})") from exc
     if not model.graph.node:
         raise BadInputError(f"{path}: not an ONNX model (no graph nodes)")
+    check_structure(model)
     if not has_external_data(model):
         return Loaded(model, None, False)
     folder = os.path.dirname(os.path.abspath(path))
@@ -189,7 +192,7 @@ def prune(
     config = (config or PruneConfig()).check()
     loaded = load_model(source)
     model = loaded.model
-    with external_folder(loaded.folder):
+    with external_folder(loaded.folder), blamed_on_input(source):
         work = _prune(model, config, source)
         if config.validate:
             _validate(work, model)
@@ -223,7 +226,7 @@ def prune_file(
     loaded = load_model(source)
     model = loaded.model
     file_bytes = source_bytes(source, model)
-    with external_folder(loaded.folder), Staging() as staging:
+    with external_folder(loaded.folder), Staging() as staging, blamed_on_input(source):
         work = _prune(model, config, source)
         staged = staging.path(output)
         external = wants_external(model, external_data, loaded.external_source)
@@ -283,6 +286,7 @@ def _prune(model: onnx.ModelProto, config: PruneConfig, source: ModelLike) -> _W
     timer.lap("load")
     feeds = reference = expected = None
     if config.validate:
+        check_run_sizes(model, input_dims(model, config.input_shapes))
         feeds = input_feeds(model, config.input_shapes, config.seed)
     dims = (
         {k: list(v.shape) for k, v in feeds.items()}
@@ -317,6 +321,7 @@ def _prune(model: onnx.ModelProto, config: PruneConfig, source: ModelLike) -> _W
     if config.validate:
         unpruned = model.SerializeToString() if config.refit != "none" else original_bytes
         reference, expected = _reference_runs(unpruned, p, feeds, exact)
+        check_input(model)  # its output is checked alike: refuse now, as bad input
         timer.lap("reference run")
     apply_plan(p.analysis, p.keep_slot)
     timer.lap("apply")
@@ -339,7 +344,7 @@ def sensitivity(source: ModelLike, config: PruneConfig) -> tuple[list, int, int]
     if not config.has_calibration:
         raise BadInputError("sensitivity needs calibration data (--calib or --calib-random)")
     loaded = load_model(source)
-    with external_folder(loaded.folder):
+    with external_folder(loaded.folder), blamed_on_input(source):
         return _sensitivity(loaded.model, config)
 
 

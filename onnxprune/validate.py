@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from .checks import check_feeds
 from .errors import BadInputError, ValidationError
-from .modelio import current_folder, has_external_data, is_external
+from .modelio import current_folder, has_external_data, light_copy
 
 DEFAULT_DIM = 64
 """Size given to a symbolic dimension other than the first (which gets 1)."""
@@ -50,7 +51,9 @@ def input_feeds(
     rng = np.random.default_rng(seed)
     types = {vi.name: vi.type.tensor_type.elem_type for vi in model.graph.input}
     feeds = {}
-    for name, dims in input_dims(model, shapes).items():
+    all_dims = input_dims(model, shapes)
+    check_feeds(model, all_dims)
+    for name, dims in all_dims.items():
         dtype = onnx.helper.tensor_dtype_to_np_dtype(types[name])
         if np.issubdtype(dtype, np.floating):
             feeds[name] = rng.standard_normal(dims).astype(dtype)
@@ -91,7 +94,7 @@ def session(model: bytes | str, optimize: bool = True):
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # failures are raised and reported in one line
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     folder = current_folder()
@@ -99,7 +102,10 @@ def session(model: bytes | str, optimize: bool = True):
         options.add_session_config_entry(
             "session.model_external_initializers_file_folder_path", folder
         )
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    # no fallback: it prints "EP Error" banners to stdout and retries the same provider
+    return ort.InferenceSession(
+        model, options, providers=["CPUExecutionProvider"], enable_fallback=0
+    )
 
 
 def runner(model: bytes | str, optimize: bool = True):
@@ -118,28 +124,11 @@ def check(model: onnx.ModelProto | str) -> None:
     ValidationError on failure. In-memory external-data references are checked by
     modelio when read and written, so the checker sees them as typed graph inputs."""
     if isinstance(model, onnx.ModelProto) and has_external_data(model):
-        model = _without_external(model)
+        model = light_copy(model)
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # the checker raises several types
         raise ValidationError(f"pruned model fails onnx.checker: {_first_line(exc)}") from exc
-
-
-def _without_external(model: onnx.ModelProto) -> onnx.ModelProto:
-    light = onnx.ModelProto()
-    light.CopyFrom(model)
-    graph = light.graph
-    kept = [t for t in graph.initializer if not is_external(t)]
-    moved = [t for t in graph.initializer if is_external(t)]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    declared = {i.name for i in graph.input}
-    graph.input.extend(
-        onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
-        for t in moved
-        if t.name not in declared
-    )
-    return light
 
 
 def compare(reference: dict[str, np.ndarray], pruned: dict[str, np.ndarray]) -> list[OutputDiff]:

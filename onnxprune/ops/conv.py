@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..analysis import Kept, NodeContext
+from ..errors import BadInputError
 from ..linear import conv_form
 from ._registry import register
 
@@ -24,6 +25,26 @@ def _bias(ctx: NodeContext, out: np.ndarray) -> None:
         ctx.freeze(out, "bias is computed at run time")
     else:
         ctx.slice_input(2, 0, out)
+
+
+def _group(ctx: NodeContext, w: np.ndarray, x: np.ndarray | None) -> int:
+    """The group attribute, checked: it splits the weight's axis 0 evenly, and the input
+    has the channels the weight and group need (Conv: W.shape[1] * group; ConvTranspose:
+    W.shape[0])."""
+    group = ctx.attr("group", 1)
+    where = f"{ctx.op_type} '{ctx.label}'"
+    if w.ndim < 3:
+        raise BadInputError(f"{where}: its weight has {w.ndim} axes, a convolution's has 3 or more")
+    if not isinstance(group, int) or group < 1 or w.shape[0] % group:
+        raise BadInputError(
+            f"{where}: group={group!r} does not split its weight's {w.shape[0]} rows evenly"
+        )
+    inputs = w.shape[1] * group if ctx.op_type == "Conv" else w.shape[0]
+    if x is not None and len(x) != inputs:
+        raise BadInputError(
+            f"{where}: its input has {len(x)} channels, its weight and group={group} need {inputs}"
+        )
+    return group
 
 
 def _set_group(count_slots: np.ndarray):
@@ -58,8 +79,8 @@ def conv(ctx: NodeContext) -> None:
     if w is None:
         ctx.barrier("weight is computed at run time")
         return
-    group = int(ctx.attr("group", 1))
     x = _input_channels(ctx)
+    group = _group(ctx, w, x)
     m = w.shape[0]
     if group == 1:
         if x is not None:
@@ -90,8 +111,8 @@ def conv_transpose(ctx: NodeContext) -> None:
     if w is None:
         ctx.barrier("weight is computed at run time")
         return
-    group = int(ctx.attr("group", 1))
     x = _input_channels(ctx)
+    group = _group(ctx, w, x)
     per_group = w.shape[1]
     if x is not None and group > 1 and w.shape[0] == group:  # depthwise
         out = np.repeat(x, per_group)
