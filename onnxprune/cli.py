@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 the pruned model failed validation or an internal error
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -15,7 +16,7 @@ from . import __version__
 from .config import CRITERIA, PruneConfig
 from .config_file import read_config, to_toml
 from .errors import BadInputError, OnnxPruneError
-from .modelio import EXTERNAL_MODES
+from .modelio import EXTERNAL_MODES, check_writable
 from .pipeline import prune_file
 from .progress import set_quiet
 
@@ -264,15 +265,7 @@ def _check_paths(args: argparse.Namespace) -> None:
     if args.report and _same_path(args.report, output):
         raise BadInputError(f"--report {args.report} is also the output model; choose another")
     for path in filter(None, [output, args.report]):
-        folder = os.path.dirname(os.path.abspath(path))
-        if os.path.exists(folder) and not os.path.isdir(folder):
-            raise BadInputError(f"cannot write {path}: {folder} is a file, not a folder")
-        if not os.path.isdir(folder):
-            raise BadInputError(f"cannot write {path}: folder {folder} does not exist")
-        if not os.access(folder, os.W_OK):
-            raise BadInputError(f"cannot write {path}: folder {folder} is not writable")
-        if os.path.isdir(path):
-            raise BadInputError(f"cannot write {path}: it is a folder")
+        check_writable(path, "output")
 
 
 def _same_path(a: str, b: str) -> bool:
@@ -366,41 +359,38 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sensitivity(argv: list[str]) -> int:
-    """how far each group moves the outputs when pruned alone (needs calibration data)"""
-    from . import cmd_sensitivity
+def _command(name: str, help_line: str, verbose: str | None) -> Callable[[list[str]], int]:
+    """The entry of `onnxprune NAME`: its module `cmd_NAME` adds its arguments and runs;
+    `help_line` is its line in `onnxprune --help`, `verbose` what its -v adds."""
 
-    p = _Parser(prog="onnxprune sensitivity", description=cmd_sensitivity.__doc__)
-    cmd_sensitivity.add_arguments(p)
-    add_common_arguments(p, verbose="list every member of each group")
-    args = p.parse_args(argv)
-    return cmd_sensitivity.run(args, dict(args.input_shape))
+    def command(argv: list[str]) -> int:
+        module = importlib.import_module(f".cmd_{name}", __package__)
+        p = _Parser(prog=f"onnxprune {name}", description=module.__doc__)
+        module.add_arguments(p)
+        add_common_arguments(p, verbose=verbose)
+        args = p.parse_args(argv)
+        set_quiet(args.quiet)
+        return module.run(args, dict(args.input_shape))
 
-
-def _analyze(argv: list[str]) -> int:
-    """list the channel groups, what each controls, and what is frozen and why (no writes)"""
-    from . import cmd_analyze
-
-    p = _Parser(prog="onnxprune analyze", description=cmd_analyze.__doc__)
-    cmd_analyze.add_arguments(p)
-    add_common_arguments(p, verbose="list fully frozen groups too")
-    args = p.parse_args(argv)
-    return cmd_analyze.run(args, dict(args.input_shape))
+    command.__doc__ = help_line
+    return command
 
 
-def _bench(argv: list[str]) -> int:
-    """time one model in onnxruntime, or two side by side (paired)"""
-    from . import cmd_bench
-
-    p = _Parser(prog="onnxprune bench", description=cmd_bench.__doc__)
-    cmd_bench.add_arguments(p)
-    add_common_arguments(p, verbose=None)
-    args = p.parse_args(argv)
-    set_quiet(args.quiet)
-    return cmd_bench.run(args, dict(args.input_shape))
-
-
-COMMANDS = {"analyze": _analyze, "bench": _bench, "sensitivity": _sensitivity}
+COMMANDS = {
+    "analyze": _command(
+        "analyze",
+        "list the channel groups, what each controls, and what is frozen and why (no writes)",
+        verbose="list fully frozen groups too",
+    ),
+    "bench": _command(
+        "bench", "time one model in onnxruntime, or two side by side (paired)", verbose=None
+    ),
+    "sensitivity": _command(
+        "sensitivity",
+        "how far each group moves the outputs when pruned alone (needs calibration data)",
+        verbose="list every member of each group",
+    ),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

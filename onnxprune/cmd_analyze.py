@@ -5,13 +5,11 @@ node and the reason; nothing is pruned or written (except the --json file)."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from .analysis_report import analyze
 from .config import CRITERIA, PruneConfig
-from .errors import BadInputError
-from .modelio import write_files
+from .modelio import check_writable, write_files
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,11 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, shapes: dict) -> int:
     if args.json and args.json != "-":
-        folder = os.path.dirname(os.path.abspath(args.json))
-        if not os.path.isdir(folder):
-            raise BadInputError(f"cannot write {args.json}: folder {folder} does not exist")
-        if os.path.exists(args.model) and os.path.abspath(args.json) == os.path.abspath(args.model):
-            raise BadInputError(f"--json {args.json} is the input file; choose another path")
+        check_writable(args.json, "--json", [args.model])
     config = PruneConfig(
         criterion=args.criterion,
         exclude=args.exclude,

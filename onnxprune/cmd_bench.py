@@ -15,7 +15,7 @@ from google.protobuf.message import DecodeError
 
 from . import latency
 from .errors import BadInputError
-from .modelio import write_files
+from .modelio import check_writable, write_files
 from .validate import input_dims, input_feeds
 
 
@@ -39,9 +39,7 @@ def run(args: argparse.Namespace, shapes: dict) -> int:
     if args.runs < 1 or args.warmup < 0 or args.threads < 1:
         raise BadInputError("--runs and --threads must be at least 1, --warmup at least 0")
     if args.json:
-        folder = os.path.dirname(os.path.abspath(args.json))
-        if not os.path.isdir(folder):
-            raise BadInputError(f"cannot write {args.json}: folder {folder} does not exist")
+        check_writable(args.json, "--json", args.models)
     models = [_load(path) for path in args.models]
     inputs = [_inputs(model, shapes) for model in models]
     if len(models) == 2 and inputs[0] != inputs[1]:

@@ -10,7 +10,7 @@ from dataclasses import asdict
 
 from .config import CRITERIA, PruneConfig
 from .errors import BadInputError
-from .modelio import write_files
+from .modelio import check_writable, write_files
 from .pipeline import sensitivity
 
 
@@ -34,10 +34,9 @@ def run(args: argparse.Namespace, shapes: dict) -> int:
         raise BadInputError(
             f"--ratios: expected numbers like 0.25,0.5, got {args.ratios!r}"
         ) from exc
-    for path in filter(None, [args.plot, args.json]):
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise BadInputError(f"cannot write {path}: folder {folder} does not exist")
+    for flag, path in (("--plot", args.plot), ("--json", args.json)):
+        if path:
+            check_writable(path, flag, [args.model])
     config = PruneConfig(
         calib=args.calib,
         calib_random=args.calib_random,

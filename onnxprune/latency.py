@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .modelio import current_folder
+from . import validate
 from .progress import progress
 
 PROVIDER = "CPUExecutionProvider"
@@ -93,24 +93,9 @@ class Comparison:
 
 
 def session(model: ModelSource, threads: int = DEFAULT_THREADS, optimize: bool = True):
-    """An onnxruntime CPU session of a serialised model (or a path), `threads` intra-op."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 4  # failures are raised (and reported) anyway
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if not optimize:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    folder = current_folder()
-    if folder and isinstance(model, bytes):
-        options.add_session_config_entry(
-            "session.model_external_initializers_file_folder_path", folder
-        )
-    source = model if isinstance(model, bytes) else os.fspath(model)
-    return ort.InferenceSession(source, options, providers=[PROVIDER])
+    """An onnxruntime CPU session of a serialised model (or a path), `threads` intra-op,
+    set up for timing (see validate.session)."""
+    return validate.session(model, optimize, threads, timing=True)
 
 
 def time_interleaved(

@@ -17,7 +17,7 @@ import mmap
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 
 import numpy as np
@@ -484,6 +484,26 @@ def _new_file_mode() -> int:
     umask = os.umask(0o022)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+def check_writable(path: str, flag: str, inputs: Sequence[str] = ()) -> None:
+    """BadInputError unless `path` (given as `flag`) can be written without touching
+    `inputs`: its folder exists and is writable, it is no folder and no input file."""
+    for other in inputs:
+        if other and os.path.exists(other) and os.path.exists(path):
+            if os.path.samefile(path, other):
+                raise BadInputError(f"{flag} {path} is the input file; choose another path")
+        elif other and os.path.abspath(other) == os.path.abspath(path):
+            raise BadInputError(f"{flag} {path} is the input file; choose another path")
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise BadInputError(f"cannot write {path}: {folder} is a file, not a folder")
+    if not os.path.isdir(folder):
+        raise BadInputError(f"cannot write {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise BadInputError(f"cannot write {path}: folder {folder} is not writable")
+    if os.path.isdir(path):
+        raise BadInputError(f"cannot write {path}: it is a folder")
 
 
 def write_files(files: list[tuple[str, Callable[[str], None]]]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,14 +88,20 @@ def run(
     return runner(model, optimize)(feeds)
 
 
-def session(model: bytes | str, optimize: bool = True):
-    """An onnxruntime CPU session (2 threads). External-data references in `model`
-    bytes resolve against `modelio.external_folder`; a path resolves its own."""
+def session(model: bytes | str, optimize: bool = True, threads: int = 2, timing: bool = False):
+    """An onnxruntime CPU session (`threads` intra-op). External-data references in
+    `model` bytes resolve against `modelio.external_folder`; a path resolves its own.
+    `timing`: sequential execution and no spinning threads, for latency figures that a
+    busy machine distorts less."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
+    options.intra_op_num_threads = threads
     options.log_severity_level = 4  # failures are raised and reported in one line
+    if timing:
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     folder = current_folder()
@@ -102,9 +109,10 @@ def session(model: bytes | str, optimize: bool = True):
         options.add_session_config_entry(
             "session.model_external_initializers_file_folder_path", folder
         )
+    source = model if isinstance(model, bytes) else os.fspath(model)
     # no fallback: it prints "EP Error" banners to stdout and retries the same provider
     return ort.InferenceSession(
-        model, options, providers=["CPUExecutionProvider"], enable_fallback=0
+        source, options, providers=["CPUExecutionProvider"], enable_fallback=0
     )
 
 
