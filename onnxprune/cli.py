@@ -91,6 +91,34 @@ def _round_to(text: str) -> int | str:
         raise argparse.ArgumentTypeError(message) from None
 
 
+def add_channel_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags that decide what is prunable and how channels rank (prune, analyze)."""
+    p.add_argument(
+        "--criterion",
+        choices=CRITERIA,
+        default="l2",
+        help="channel importance (default l2 norm of producer weights)",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="node or initializer name glob whose channels are kept (repeatable)",
+    )
+    p.add_argument(
+        "--no-prune-heads",
+        dest="prune_heads",
+        action="store_false",
+        help="keep attention heads whole (their channels are frozen)",
+    )
+    p.add_argument(
+        "--prune-hidden",
+        action="store_true",
+        help="also prune the hidden size through LayerNorm (approximate, never by default)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="onnxprune",
@@ -154,28 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of attention heads removed (default: --ratio)",
     )
     p.add_argument(
-        "--no-prune-heads",
-        dest="prune_heads",
-        action="store_false",
-        help="keep attention heads whole (their channels are frozen)",
-    )
-    p.add_argument(
-        "--prune-hidden",
-        action="store_true",
-        help="also prune the hidden size through LayerNorm (approximate, never by default)",
-    )
-    p.add_argument(
         "--global",
         dest="global_ranking",
         action="store_true",
         help="rank channels of all groups together (scores normalised per group)",
     )
-    p.add_argument(
-        "--criterion",
-        choices=CRITERIA,
-        default="l2",
-        help="channel importance (default l2 norm of producer weights)",
-    )
+    add_channel_arguments(p)
     p.add_argument(
         "--round-to",
         type=_round_to,
@@ -195,13 +207,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help="never keep fewer than N channels in a group",
-    )
-    p.add_argument(
-        "--exclude",
-        action="append",
-        default=[],
-        metavar="GLOB",
-        help="node or initializer name glob whose channels are kept (repeatable)",
     )
     p.add_argument(
         "--no-validate",

@@ -8,32 +8,15 @@ import argparse
 import sys
 
 from .analysis_report import analyze
-from .config import CRITERIA, PruneConfig
+from .cli import add_channel_arguments
+from .config import PruneConfig
 from .modelio import check_writable, write_files
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="input .onnx file (never modified)")
     p.add_argument("--json", metavar="FILE", help="write the analysis as JSON ('-': stdout)")
-    p.add_argument("--criterion", choices=CRITERIA, default="l2", help="channel importance")
-    p.add_argument(
-        "--exclude",
-        action="append",
-        default=[],
-        metavar="GLOB",
-        help="node or initializer name glob whose channels are kept (repeatable)",
-    )
-    p.add_argument(
-        "--no-prune-heads",
-        dest="prune_heads",
-        action="store_false",
-        help="keep attention heads whole (their channels are frozen)",
-    )
-    p.add_argument(
-        "--prune-hidden",
-        action="store_true",
-        help="count the hidden size through LayerNorm as prunable (approximate)",
-    )
+    add_channel_arguments(p)
     p.add_argument("--calib", metavar="DATA", help="calibration data (data-aware criteria only)")
     p.add_argument("--calib-random", type=int, default=0, metavar="N")
 
