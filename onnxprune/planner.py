@@ -13,11 +13,25 @@ from .groups import ChannelGroup
 
 
 def _kept_target(n: int, n_drop: int, floor: int, config: PruneConfig, unit: int = 1) -> int:
-    """Kept count for a group of n: at least `floor`, rounded up to round_to (units of `unit`)."""
+    """Kept count for a group of n: at least `floor`, rounded to round_to (in units of
+    `unit` channels each)."""
     keep = max(n - n_drop, config.min_channels, floor, 1)
-    while (keep * unit) % config.round_to and keep < n:
-        keep += 1
-    return min(keep, n)
+    return _rounded(keep, n, max(config.min_channels, floor, 1), config.round_to, unit)
+
+
+def _rounded(keep: int, n: int, floor: int, round_to: int, unit: int = 1) -> int:
+    """`keep` moved to the nearest count c (ties: the larger) with c * unit a multiple of
+    round_to and floor <= c <= n; all n when no such count is at least `floor`. Nearest,
+    not up: rounding must not turn a ratio into systematically fewer removed channels."""
+    step = round_to // math.gcd(round_to, unit)
+    if step <= 1:
+        return min(keep, n)
+    down = keep // step * step
+    up = min(down + step if down < keep else keep, n)
+    candidates = [c for c in (down, up) if floor <= c <= n and c > 0]
+    if not candidates:
+        return n
+    return min(candidates, key=lambda c: (abs(c - keep), -c))
 
 
 def _drop_counts(groups: list[ChannelGroup], scores: np.ndarray, config: PruneConfig) -> dict:
@@ -87,9 +101,9 @@ def _plan_blocks(group: ChannelGroup, scores, n_drop: int, config: PruneConfig) 
     drop_blocked = round(n_drop * n_blocked / group.size)
     floor = max(sum(c in group.frozen for c in b.tolist()) for b in blocks)
     min_total = max(config.min_channels, 1)
-    keep = max(size - drop_blocked // len(blocks), floor, math.ceil(min_total / len(blocks)), 1)
-    while (keep * len(blocks)) % config.round_to and keep < size:
-        keep += 1
+    least = max(floor, math.ceil(min_total / len(blocks)), 1)
+    keep = max(size - drop_blocked // len(blocks), least)
+    keep = _rounded(keep, size, least, config.round_to, unit=len(blocks))
     kept = [_choose_free(b, group.frozen, scores, min(keep, size)) for b in blocks]
     rest = _rest(group)
     if len(rest):

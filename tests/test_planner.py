@@ -102,6 +102,14 @@ def test_round_to_gives_multiples_of_eight_where_the_group_allows():
     assert kept_counts(model, PruneConfig(ratio=0.3)) == [23, 14, 5, 4]
 
 
+def test_round_to_rounds_to_the_nearest_multiple_not_up():
+    """24 at 0.3 keeps 17: rounding up would keep all 24 and prune nothing; the nearest
+    multiple of 8 is 16. 40 at 0.3 keeps 28, halfway: the larger multiple wins."""
+    model = conv_chain([24, 40, 6])
+    assert kept_counts(model, PruneConfig(ratio=0.3, round_to=8))[:2] == [16, 32]
+    pruned, _, _ = assert_exact(model, PruneConfig(ratio=0.3, round_to=8))
+
+
 def test_round_to_counts_every_group_of_a_grouped_conv():
     model = parse(
         header(17)
