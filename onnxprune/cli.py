@@ -193,8 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=_round_to,
         default=1,
         metavar="N|auto",
-        help="keep channel counts that are multiples of N where possible; auto: the "
-        "multiple onnxruntime runs fastest on this machine (measured; implies --latency)",
+        help="round kept channel counts to the nearest multiple of N where possible; auto: "
+        "the multiple onnxruntime runs fastest on this machine, rounding down (measured; "
+        "implies --latency)",
+    )
+    p.add_argument(
+        "--round-down",
+        action="store_true",
+        help="round kept counts down to --round-to N, never up (removes a little more "
+        "than --ratio; what auto does)",
     )
     p.add_argument(
         "--latency",
@@ -330,6 +337,7 @@ def run(args: argparse.Namespace) -> int:
         global_ranking=args.global_ranking,
         criterion=args.criterion,
         round_to=args.round_to,
+        round_down=args.round_down,
         min_channels=args.min_channels,
         exclude=args.exclude,
         validate=args.validate,

@@ -94,6 +94,9 @@ class PruneConfig:
     group_ratios: dict[int, float] = field(default_factory=dict)
     name_ratios: dict[str, float] = field(default_factory=dict)
     latency: bool = False
+    round_down: bool = False
+    """Round kept counts down to round_to instead of to the nearest multiple (what
+    round_to="auto" does: it never keeps a partial block)."""
 
     def check(self) -> PruneConfig:
         """Raise BadInputError naming the first unusable field; return self."""

@@ -156,6 +156,7 @@ KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "validate": ("validate", _boolean),
     "seed": ("seed", _integer(0)),
     "latency": ("latency", _boolean),
+    "round_down": ("round_down", _boolean),
 }
 TABLES = {"ratios": ("name_ratios", _RATIO), "input_shapes": ("input_shapes", _dims)}
 

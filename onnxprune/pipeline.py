@@ -299,7 +299,7 @@ def _prune(model: onnx.ModelProto, config: PruneConfig, source: ModelLike) -> _W
         pre = analyze_graph(GraphIndex(model, input_dims(model, config.input_shapes)), config)
         ensure_biases(model, pre.readers)
     auto = config.round_to == "auto"
-    config = replace(config, round_to=1) if auto else config
+    config = replace(config, round_to=1, round_down=True) if auto else config
     budget = rounding = None
     if config.target_macs or config.target_params:
         config, budget = _allocate(model, config, calib, dims, before, params_before)

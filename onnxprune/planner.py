@@ -16,21 +16,28 @@ def _kept_target(n: int, n_drop: int, floor: int, config: PruneConfig, unit: int
     """Kept count for a group of n: at least `floor`, rounded to round_to (in units of
     `unit` channels each)."""
     keep = max(n - n_drop, config.min_channels, floor, 1)
-    return _rounded(keep, n, max(config.min_channels, floor, 1), config.round_to, unit)
+    least = max(config.min_channels, floor, 1)
+    return _rounded(keep, n, least, config.round_to, unit, config.round_down)
 
 
-def _rounded(keep: int, n: int, floor: int, round_to: int, unit: int = 1) -> int:
-    """`keep` moved to the nearest count c (ties: the larger) with c * unit a multiple of
-    round_to and floor <= c <= n; all n when no such count is at least `floor`. Nearest,
-    not up: rounding must not turn a ratio into systematically fewer removed channels."""
+def _rounded(
+    keep: int, n: int, floor: int, round_to: int, unit: int = 1, down: bool = False
+) -> int:
+    """`keep` moved to the nearest count c (ties: the larger; `down`: the largest c not
+    above keep) with c * unit a multiple of round_to and floor <= c <= n; all n when no
+    such count is at least `floor`. Nearest, not up: rounding must not turn a ratio
+    into systematically fewer removed channels."""
     step = round_to // math.gcd(round_to, unit)
     if step <= 1:
         return min(keep, n)
-    down = keep // step * step
-    up = min(down + step if down < keep else keep, n)
-    candidates = [c for c in (down, up) if floor <= c <= n and c > 0]
+    lower = keep // step * step
+    upper = min(lower + step if lower < keep else keep, n)
+    candidates = [c for c in (lower, upper) if floor <= c <= n and c > 0]
     if not candidates:
         return n
+    below = [c for c in candidates if c <= keep]
+    if down and below:
+        return max(below)
     return min(candidates, key=lambda c: (abs(c - keep), -c))
 
 
@@ -103,7 +110,7 @@ def _plan_blocks(group: ChannelGroup, scores, n_drop: int, config: PruneConfig) 
     min_total = max(config.min_channels, 1)
     least = max(floor, math.ceil(min_total / len(blocks)), 1)
     keep = max(size - drop_blocked // len(blocks), least)
-    keep = _rounded(keep, size, least, config.round_to, unit=len(blocks))
+    keep = _rounded(keep, size, least, config.round_to, len(blocks), config.round_down)
     kept = [_choose_free(b, group.frozen, scores, min(keep, size)) for b in blocks]
     rest = _rest(group)
     if len(rest):

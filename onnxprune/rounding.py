@@ -12,8 +12,13 @@ so the layout conversions at its ends weigh little, as inside a real network), t
 in onnxruntime at the kept counts of every candidate, interleaved and paired.
 The predicted time of a candidate is the sum over probed shapes of (layers of that
 shape) x (time per layer), scaled up to all the layers of the kind; the fastest wins,
-and within `TIE` of it the smallest multiple, which keeps fewer extra channels and so
-more of the original's accuracy.
+and within `TIE` of it the smallest multiple, which removes fewer channels beyond the
+ratio and so keeps more of the original's accuracy.
+
+Kept counts are rounded down to the multiple (`PruneConfig.round_down`): a partial
+block costs a whole block's time, so auto never keeps one. It therefore removes a
+little more than `ratio` asks, as Torch-Pruning's `round_to` does; the report gives
+the MACs kept beside the measured latency.
 """
 
 from __future__ import annotations
@@ -44,9 +49,9 @@ PROBE_SECONDS = 2.5
 """Rough time budget of the timed probe runs, shared by the probed shapes."""
 PROBE_QUANTILE = 25
 """Probe time taken: this percentile of the runs (robust to a busy machine's slow runs)."""
-TIE = 0.15
+TIE = 0.05
 """Candidates predicted within this fraction of the fastest count as equally fast (probe
-noise on a busy 2-core machine reached about 10%; a real alignment gain is far larger)."""
+noise on an idle machine stays under it; a real alignment gain is far larger)."""
 
 ProbeTimer = Callable[[list[onnx.ModelProto], float], list[float]]
 """Times probe models (given a time budget in seconds): median milliseconds of each."""

@@ -60,9 +60,9 @@ def test_auto_picks_the_multiple_the_timer_favours_and_keeps_multiples_of_it(mon
     assert any(layer["kind"] == "depthwise" for layer in report.rounding["probed_layers"])
     pruned_groups = [g for g in report.groups if g.kept < g.channels]
     assert pruned_groups and all(g.kept % 8 == 0 for g in pruned_groups)
-    # the same plan as an explicit --round-to 8, and exact (masking oracle)
+    # the same plan as an explicit --round-to 8 --round-down, and exact (masking oracle)
     assert report.oracle_rel_diff is not None and report.oracle_rel_diff < 1e-4
-    _, explicit, _ = assert_exact(model, PruneConfig(ratio=0.5, round_to=8))
+    _, explicit, _ = assert_exact(model, PruneConfig(ratio=0.5, round_to=8, round_down=True))
     assert [g.kept for g in explicit.groups] == [g.kept for g in report.groups]
     # measured latency is in the report, both forms
     assert report.latency["before"]["median_ms"] > 0 and report.latency["after"]["runs"] > 0
@@ -132,7 +132,8 @@ def test_auto_end_to_end_with_the_real_probe_is_exact(tmp_path, capsys):
     chosen = report["rounding"]["chosen"]
     assert chosen in rounding.CANDIDATES
     assert report["oracle_rel_diff"] < 1e-4
-    _, explicit, _ = assert_exact(onnx.load(MOBILENET), PruneConfig(ratio=0.3, round_to=chosen))
+    config = PruneConfig(ratio=0.3, round_to=chosen, round_down=True)
+    _, explicit, _ = assert_exact(onnx.load(MOBILENET), config)
     assert [g["kept"] for g in report["groups"]] == [g.kept for g in explicit.groups]
 
 

@@ -110,6 +110,15 @@ def test_round_to_rounds_to_the_nearest_multiple_not_up():
     pruned, _, _ = assert_exact(model, PruneConfig(ratio=0.3, round_to=8))
 
 
+def test_round_down_never_keeps_a_partial_block():
+    """--round-down (and auto) keep the largest multiple not above the ratio's count:
+    32 at 0.3 keeps 23 -> 16, 40 keeps 28 -> 24; 6 has no multiple of 8 and keeps 5."""
+    model = conv_chain([32, 40, 6])
+    config = PruneConfig(ratio=0.3, round_to=8, round_down=True)
+    assert kept_counts(model, config)[:3] == [16, 24, 6]
+    assert_exact(model, config)
+
+
 def test_round_to_counts_every_group_of_a_grouped_conv():
     model = parse(
         header(17)
