@@ -8,7 +8,7 @@ print(report.to_text())
 from .analysis_report import AnalysisReport, analyze
 from .config import PruneConfig
 from .errors import BadInputError, OnnxPruneError, UnsupportedModelError, ValidationError
-from .pipeline import Plan, make_plan, prune
+from .pipeline import Plan, make_plan, prune, prune_file
 from .report import PruneReport
 
 __version__ = "0.1.0"
@@ -26,4 +26,5 @@ __all__ = [
     "analyze",
     "make_plan",
     "prune",
+    "prune_file",
 ]

@@ -102,8 +102,9 @@ def session(model: bytes | str, optimize: bool = True, threads: int = 2, timing:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if not optimize:
+    if not optimize:  # the graph as written; weights not repacked for one or two runs
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.add_session_config_entry("session.disable_prepacking", "1")
     folder = current_folder()
     if folder and isinstance(model, bytes):
         options.add_session_config_entry(
