@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 import math
-import re
 
 from .report import PruneReport
 
@@ -100,27 +99,31 @@ def render_html(
     return "\n".join(p for p in parts if p)
 
 
-def _latency_rows(report: PruneReport) -> list[tuple[str, object, object]]:
-    """(label, before, after) for whatever latency figures the report carries: keys
-    (or keys of a dict field) containing "latency", paired where one says "before" and
-    another the same with "after"; an unpaired figure is shown as an after value."""
-    found: dict[str, object] = {}
-    for key, value in report.to_dict().items():
-        if "latency" not in key or value is None:
-            continue
-        if isinstance(value, dict):
-            found.update({f"{key}_{k}": v for k, v in value.items() if v is not None})
-        else:
-            found[key] = value
-    rows, paired = [], set()
-    for key in sorted(found):
-        partner = key.replace("before", "after")
-        if "before" in key and partner in found:
-            label = key.replace("_before", "").replace("before_", "").replace("before", "")
-            rows.append((label, found[key], found[partner]))
-            paired |= {key, partner}
-    rows.extend((key, None, found[key]) for key in sorted(found) if key not in paired)
-    return rows
+def _latency_rows(report: PruneReport) -> list[tuple[str, float, float]]:
+    """(label, before ms, after ms) from the report's measured latency (--latency,
+    --round-to auto): the medians and the quartiles."""
+    lat = report.latency
+    if not lat or "before" not in lat or "after" not in lat:
+        return []
+    before, after = lat["before"], lat["after"]
+    return [
+        ("latency, median", before["median_ms"], after["median_ms"]),
+        ("latency, 25th-75th percentile",
+         f"{before['q1_ms']:.3g}-{before['q3_ms']:.3g} ms",
+         f"{after['q1_ms']:.3g}-{after['q3_ms']:.3g} ms"),
+    ]  # fmt: skip
+
+
+def _latency_note(report: PruneReport) -> str:
+    lat = report.latency
+    if not lat or "before" not in lat:
+        return ""
+    return (
+        f'<p class="note" id="latency-note">Latency: {esc(lat.get("provider", ""))}, '
+        f"{lat.get('threads', '?')} threads, {lat['after'].get('runs', '?')} interleaved "
+        f"runs each after {lat.get('warmup', '?')} warm-up runs; median of the per-run "
+        f"ratios (paired) {lat.get('paired_ratio', float('nan')):.3f}.</p>"
+    )
 
 
 def _unit(label: str, value: object) -> str:
@@ -147,15 +150,12 @@ def _summary(r: PruneReport, file_sizes) -> str:
         rows.append(("file size", _bytes(before), _bytes(after), _kept(after, before)))
         cards.append((_bytes(after), f"model file (was {_bytes(before)})"))
     for label, before, after in _latency_rows(r):
-        ratio = (
-            _kept(after, before)
-            if isinstance(before, int | float) and isinstance(after, int | float)
-            else "-"
-        )
-        name = re.sub(r"_(ms|us|s)$", "", label).replace("_", " ")
-        rows.append((esc(name), _unit(label, before), _unit(label, after), ratio))
-        if isinstance(before, int | float) and isinstance(after, int | float) and after > 0:
-            cards.append((f"{before / after:.2f}x", f"speed-up ({esc(name)})"))
+        if isinstance(before, str):
+            rows.append((label, before, after, "-"))
+            continue
+        rows.append((label, f"{before:.3g} ms", f"{after:.3g} ms", _kept(after, before)))
+        if after > 0:
+            cards.append((f"{before / after:.2f}x", "faster in onnxruntime (median latency)"))
     if r.outputs:
         worst = min(o.cosine for o in r.outputs)
         cards.append((f"{worst:.5f}", "lowest output cosine"))
@@ -170,7 +170,7 @@ def _summary(r: PruneReport, file_sizes) -> str:
     return (
         f'<h2>Summary</h2><div class="cards" id="summary-cards">{card_html}</div>'
         '<table id="summary"><tr><th></th><th class="n">before</th><th class="n">after</th>'
-        f'<th class="n">kept</th></tr>{body}</table>'
+        f'<th class="n">kept</th></tr>{body}</table>{_latency_note(r)}'
     )
 
 
