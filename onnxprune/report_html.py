@@ -126,15 +126,6 @@ def _latency_note(report: PruneReport) -> str:
     )
 
 
-def _unit(label: str, value: object) -> str:
-    if not isinstance(value, int | float):
-        return esc(value) if value is not None else "-"
-    for suffix, unit in (("_ms", " ms"), ("_us", " µs"), ("_s", " s")):
-        if label.endswith(suffix):
-            return f"{value:.3g}{unit}"
-    return f"{value:.4g}"
-
-
 def _summary(r: PruneReport, file_sizes) -> str:
     rows = [
         ("parameters", _num(r.params_before), _num(r.params_after),
