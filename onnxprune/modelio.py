@@ -306,41 +306,43 @@ def _write_inline(model: onnx.ModelProto, out) -> None:
     other fields, then the graph as its other fields followed by each initializer.
     """
     graph = model.graph
-    entries = [_inline_entry(t) for t in graph.initializer]
+    entries = [_inline_entry(t) for t in graph.initializer]  # heads and sizes, no bytes
     graph_rest = copy_without(graph, "initializer", onnx.GraphProto()).SerializeToString()
     graph_len = len(graph_rest) + sum(
-        1 + len(_varint_bytes(size)) + size for _, _, size in (e[:3] for e in entries)
+        1 + len(_varint_bytes(size)) + size for _, _, _, size in entries
     )
     out.write(copy_without(model, "graph", onnx.ModelProto()).SerializeToString())
     out.write(bytes([_MODEL_GRAPH << 3 | 2]) + _varint_bytes(graph_len))
     out.write(graph_rest)
-    for head, data, size in entries:
+    for (head, source, length, size), tensor in zip(entries, graph.initializer, strict=True):
         out.write(bytes([_GRAPH_INITIALIZER << 3 | 2]) + _varint_bytes(size))
         out.write(head)
-        if isinstance(data, ExternalRef):
-            out.write(bytes([_TENSOR_RAW_DATA << 3 | 2]) + _varint_bytes(data.length))
-            _copy_range(data, out)
-        elif data is not None:
-            out.write(bytes([_TENSOR_RAW_DATA << 3 | 2]) + _varint_bytes(len(data)))
-            out.write(data)
+        if source is None:
+            continue
+        out.write(bytes([_TENSOR_RAW_DATA << 3 | 2]) + _varint_bytes(length))
+        if isinstance(source, ExternalRef):
+            _copy_range(source, out)
+        else:
+            out.write(tensor.raw_data)  # one tensor's bytes at a time
 
 
-def _inline_entry(tensor: onnx.TensorProto) -> tuple[bytes, bytes | ExternalRef | None, int]:
-    """(the tensor's fields but raw_data, its raw bytes or where they lie, the size of
+def _inline_entry(tensor: onnx.TensorProto) -> tuple[bytes, object, int, int]:
+    """(the tensor's fields but raw_data; where its raw bytes lie: an ExternalRef, the
+    tensor itself, or None when `head` is the whole tensor; their length; the size of
     the whole serialised TensorProto)."""
     if is_external(tensor):
-        data: bytes | ExternalRef | None = resolve(tensor, current_folder() or "")
-    elif tensor.HasField("raw_data") and len(tensor.raw_data) >= EXTERNAL_MIN_BYTES:
-        data = tensor.raw_data
+        source: object = resolve(tensor, current_folder() or "")
+        length = source.length
+    elif tensor.HasField("raw_data") and (length := len(tensor.raw_data)) >= EXTERNAL_MIN_BYTES:
+        source = tensor
     else:
         head = tensor.SerializeToString()
-        return head, None, len(head)
+        return head, None, 0, len(head)
     shell = copy_without(tensor, "raw_data", onnx.TensorProto())
     del shell.external_data[:]
     shell.ClearField("data_location")
     head = shell.SerializeToString()
-    length = data.length if isinstance(data, ExternalRef) else len(data)
-    return head, data, len(head) + 1 + len(_varint_bytes(length)) + length
+    return head, source, length, len(head) + 1 + len(_varint_bytes(length)) + length
 
 
 def copy_without(message, skipped: str, empty):
@@ -394,7 +396,9 @@ def _varint_bytes(value: int) -> bytes:
 
 
 def _check_inline_size(model: onnx.ModelProto) -> None:
-    if tensor_bytes(model) + model.ByteSize() > PROTOBUF_LIMIT:
+    # ByteSize() of the whole model would serialise it (and hold it) just to count
+    graph_bytes = copy_without(model.graph, "initializer", onnx.GraphProto()).ByteSize()
+    if tensor_bytes(model) + graph_bytes > PROTOBUF_LIMIT:
         raise BadInputError(
             "the pruned model is over 2 GB, the limit of a single ONNX file; "
             "write it with --external-data auto or always"

@@ -236,6 +236,7 @@ def prune_file(
             raise OnnxPruneError(f"cannot write {output}: {exc.strerror or exc}") from exc
         work.report.file_bytes_before = file_bytes
         work.report.file_bytes_after = sum(os.path.getsize(f) for f in _written(staged))
+        del model, loaded  # what validation needs is on disk now: free the pruned weights
         if config.validate:
             _validate(work, staged)
         if work.timed:

@@ -7,10 +7,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
+from google.protobuf.message import DecodeError
 
+from . import modelio
 from .checks import check_feeds
 from .errors import BadInputError, ValidationError
-from .modelio import current_folder, has_external_data, light_copy
+from .modelio import (
+    check_external_data,
+    current_folder,
+    has_external_data,
+    light_copy,
+    load_lazily,
+)
 
 DEFAULT_DIM = 64
 """Size given to a symbolic dimension other than the first (which gets 1)."""
@@ -132,6 +140,15 @@ def check(model: onnx.ModelProto | str) -> None:
     """onnx.checker (full, with shape inference) on a model or a written model's path;
     ValidationError on failure. In-memory external-data references are checked by
     modelio when read and written, so the checker sees them as typed graph inputs."""
+    if isinstance(model, str) and os.path.getsize(model) >= modelio.LAZY_MIN_BYTES:
+        # the written file's graph, its weights checked against their dims in place
+        # (the checker would parse the whole file, holding it twice)
+        try:
+            light, _ = load_lazily(model)
+            check_external_data(light, os.path.dirname(os.path.abspath(model)), model)
+        except (DecodeError, BadInputError) as exc:
+            raise ValidationError(f"the written model does not read back: {exc}") from exc
+        model = light
     if isinstance(model, onnx.ModelProto) and has_external_data(model):
         model = light_copy(model)
     try:

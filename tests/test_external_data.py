@@ -21,7 +21,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from onnxprune import BadInputError, PruneConfig, modelio, prune
+from onnxprune import BadInputError, PruneConfig, ValidationError, modelio, pipeline, prune
 from onnxprune.cli import main
 from onnxprune.pipeline import load_model, prune_file
 from onnxprune.validate import input_feeds, run
@@ -329,3 +329,25 @@ def test_streamed_single_file_parses_to_the_same_model(name, tmp_path):
         modelio.save_model(light, str(tmp_path / "lazy.onnx"), external=False)
     assert onnx.load(tmp_path / "lazy.onnx") == onnx.load(source)
     assert (tmp_path / "lazy.onnx").read_bytes() == (tmp_path / "eager.onnx").read_bytes()
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_written_file_that_does_not_read_back_is_refused(tmp_path, monkeypatch, lazy):
+    """Validation reads the output from disk: a damaged write is caught there, and
+    nothing is moved into place."""
+    if lazy:
+        monkeypatch.setattr(modelio, "LAZY_MIN_BYTES", 0)
+    real = pipeline.save_model
+
+    def damaged(model, path, external):
+        written = real(model, path, external)
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) - 100)
+        return written
+
+    monkeypatch.setattr(pipeline, "save_model", damaged)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ValidationError):
+        prune_file(RESNET, out / "s.onnx", PruneConfig(ratio=0.5))
+    assert list(out.iterdir()) == []
