@@ -242,10 +242,13 @@ class _Savings:
         for i in (1, 0):
             if i < len(node.input) and index.is_const(node.input[i]):
                 value = values.get((node_idx, i))
-                original = index.const(node.input[i])
-                if value is None or original is None or not original.size:
+                shape = index.shape(node.input[i])  # its size only: no need to read it
+                size = (
+                    int(np.prod(shape)) if shape and all(isinstance(d, int) for d in shape) else 0
+                )
+                if value is None or not size:
                     return 1.0
-                return value.size / original.size
+                return value.size / size
         fraction = 1.0
         for slots in self.a.layouts.get(node.output[0], {}).values():
             fraction *= float(kept(slots).mean()) if slots.size else 1.0

@@ -13,6 +13,7 @@ that file must hold the bytes the tensor's type and dims need.
 from __future__ import annotations
 
 import contextlib
+import functools
 import mmap
 import os
 import shutil
@@ -130,9 +131,8 @@ def resolve(tensor: onnx.TensorProto, folder: str, model_name: str = "model") ->
         raise BadInputError(
             f"{where}: external data location {location!r} leaves the model's folder"
         )
-    root = os.path.realpath(folder)
-    path = os.path.realpath(os.path.join(root, location))
-    if os.path.commonpath([root, path]) != root:
+    path = _inside(folder, location)
+    if path is None:
         raise BadInputError(
             f"{where}: external data location {location!r} resolves outside the model's "
             "folder (through a symbolic link)"
@@ -163,6 +163,15 @@ def resolve(tensor: onnx.TensorProto, folder: str, model_name: str = "model") ->
             f"tensor needs bytes {offset} to {offset + length})"
         )
     return ExternalRef(path, offset, length)
+
+
+@functools.lru_cache(maxsize=4096)
+def _inside(folder: str, location: str) -> str | None:
+    """The real path of `location` under `folder`, or None when it leads outside (cached:
+    a weight is read several times, and resolving links costs a system call per part)."""
+    root = os.path.realpath(folder)
+    path = os.path.realpath(os.path.join(root, location))
+    return path if os.path.commonpath([root, path]) == root else None
 
 
 def check_external_data(model: onnx.ModelProto, folder: str, model_name: str = "model") -> None:
