@@ -17,6 +17,9 @@ time in the same round (paired), beside the ratio of medians.
 
 The issue's target: at ratio 0.3, ``--round-to auto`` at least as fast as Torch-Pruning's
 models rounded to 8, which run at 0.56-0.62 of the original's latency (FIELD_NOTES).
+Torch-Pruning 1.6.1 (the ``tools`` extra) prunes the same torch nets (L2, uniform ratio,
+round_to 8) and its exports are timed in the same interleaved rounds (``--no-peer``
+leaves it out).
 A benchmark, not a test: figures are noisy on a shared machine.
 """
 
@@ -43,6 +46,8 @@ from sample_nets import randomize_batchnorm  # noqa: E402
 
 import onnxprune  # noqa: E402
 from onnxprune import latency  # noqa: E402
+from onnxprune.apply import count_params  # noqa: E402
+from onnxprune.report import layer_costs  # noqa: E402
 from onnxprune.validate import input_feeds  # noqa: E402
 
 ROUNDINGS = (1, 8, "auto")
@@ -154,13 +159,18 @@ class EfficientNetB0(nn.Module):
 NETS = {"mobilenetv2": MobileNetV2, "efficientnet_b0": EfficientNetB0}
 
 
-def export(name: str, folder: Path) -> Path:
-    """Build net `name` with seeded random weights and export it to folder/name.onnx."""
+def build(name: str) -> nn.Module:
+    """Net `name` with seeded random weights and BatchNorm statistics, in eval mode."""
     torch.manual_seed(0)
     model = NETS[name]()
     randomize_batchnorm(model)
-    model.eval()
-    path = folder / f"{name}.onnx"
+    return model.eval()
+
+
+def export(name: str, folder: Path, model: nn.Module | None = None, suffix: str = "") -> Path:
+    """Export net `name` (built here unless given) to folder/name{suffix}.onnx."""
+    model = model if model is not None else build(name)
+    path = folder / f"{name}{suffix}.onnx"
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (torch.randn(INPUT),), str(path), dynamo=False, opset_version=17,
@@ -194,6 +204,39 @@ def prune_variants(path: Path, ratio: float) -> tuple[dict[str, Path], list[dict
     return files, rows
 
 
+def torch_pruning_variant(name: str, folder: Path, ratio: float, original: Path):
+    """The peer, side by side: Torch-Pruning 1.6 (L2 magnitude, uniform `ratio`,
+    round_to 8, classifier kept) on the same torch net, exported the same way."""
+    import torch_pruning as tp  # the `tools` extra
+
+    model = build(name)
+    example = torch.randn(INPUT)
+    keep = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    pruner = tp.pruner.MagnitudePruner(
+        model,
+        example,
+        importance=tp.importance.MagnitudeImportance(p=2),
+        pruning_ratio=ratio,
+        round_to=8,
+        ignored_layers=keep,
+    )
+    start = time.perf_counter()
+    pruner.step()
+    seconds = time.perf_counter() - start
+    path = export(name, folder, model, suffix=".tp8")
+    dims = {"input": list(INPUT)}
+    macs = lambda p: sum(c.macs for c in layer_costs(onnx.load(str(p)), dims))  # noqa: E731
+    params = lambda p: count_params(onnx.load(str(p)))  # noqa: E731
+    row = {
+        "round_to": "tp8",
+        "macs": macs(path) / macs(original),
+        "params": params(path) / params(original),
+        "oracle_rel_diff": None,
+        "prune_s": seconds,
+    }
+    return path, row
+
+
 def time_all(files: dict[str, Path], runs: int, threads: int) -> dict[str, dict]:
     """Every model's timing and, for the pruned ones, the paired ratio to the original."""
     feeds = input_feeds(onnx.load(str(files["original"])), {}, seed=0)
@@ -216,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, help="folder for the exported and pruned models")
     p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument("--no-peer", action="store_true", help="leave out Torch-Pruning (round_to 8)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench_rounding-") as tmp:
         folder = args.out or Path(tmp)
@@ -223,7 +267,11 @@ def main(argv: list[str] | None = None) -> int:
         results = {}
         for name in args.nets:
             print(f"{name}: export, prune ...", file=sys.stderr, flush=True)
-            files, rows = prune_variants(export(name, folder), args.ratio)
+            original = export(name, folder)
+            files, rows = prune_variants(original, args.ratio)
+            if not args.no_peer:
+                files["rtp8"], row = torch_pruning_variant(name, folder, args.ratio, original)
+                rows.append(row)
             print(f"{name}: timing {args.runs} rounds ...", file=sys.stderr, flush=True)
             timings = time_all(files, args.runs, args.threads)
             results[name] = {"rows": rows, "latency": timings}
@@ -250,10 +298,11 @@ def print_table(results: dict, args) -> None:
         for row in res["rows"]:
             t = lat[f"r{row['round_to']}"]
             label = str(row["round_to"]) + (f"->{row['chosen']}" if "chosen" in row else "")
+            label = "TP, 8" if row["round_to"] == "tp8" else label
             print(
                 f"{name:16} {label:>9} {row['macs']:6.3f} {row['params']:7.3f} "
                 f"{t['ratio']:8.3f} {t['paired']:7.3f} {t['median_ms']:10.2f} "
-                f"{row['oracle_rel_diff'] or 0:8.1e}"
+                + (f"{row['oracle_rel_diff']:8.1e}" if row["oracle_rel_diff"] is not None else "")
             )
         for row in res["rows"]:
             if "probe" in row:
