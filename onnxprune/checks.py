@@ -21,7 +21,8 @@ from google.protobuf.descriptor import FieldDescriptor
 from onnx import TensorProto, helper
 
 from .errors import BadInputError, OnnxPruneError, UnsupportedModelError
-from .modelio import expected_bytes, is_external, is_repeated, light_copy
+from .modelio import expected_bytes, is_external, light_copy
+from .protowire import is_repeated
 
 _VALUE_ATTRS = {
     "value", "value_float", "value_floats", "value_int", "value_ints",

@@ -16,9 +16,10 @@ from . import __version__
 from .config import CRITERIA, PruneConfig
 from .config_file import read_config, to_toml
 from .errors import BadInputError, OnnxPruneError
-from .modelio import EXTERNAL_MODES, check_writable
+from .modelio import EXTERNAL_MODES
 from .pipeline import prune_file
 from .progress import set_quiet
+from .staging import check_writable, same_path
 
 
 class _Exit(Exception):
@@ -270,20 +271,14 @@ def _check_paths(args: argparse.Namespace) -> None:
         raise BadInputError(f"{model}: no such file")
     if not os.path.isfile(model):
         raise BadInputError(f"{model}: not a file")
-    if _same_path(output, model):
+    if same_path(output, model):
         raise BadInputError(f"output {output} is the input file; choose another path")
-    if args.report and _same_path(args.report, model):
+    if args.report and same_path(args.report, model):
         raise BadInputError(f"--report {args.report} is the input file; choose another path")
-    if args.report and _same_path(args.report, output):
+    if args.report and same_path(args.report, output):
         raise BadInputError(f"--report {args.report} is also the output model; choose another")
     for path in filter(None, [output, args.report]):
         check_writable(path, "output")
-
-
-def _same_path(a: str, b: str) -> bool:
-    if os.path.abspath(a) == os.path.abspath(b):
-        return True
-    return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
 
 
 def _report_writer(args: argparse.Namespace):
@@ -322,7 +317,7 @@ def _check_save_config(args: argparse.Namespace) -> None:
     others = [(args.model, "the input file"), (args.output, "the output model"),
               (args.report, "the --report file"), (args.config, "the --config file")]  # fmt: skip
     for other, what in others:
-        if other and _same_path(path, other):
+        if other and same_path(path, other):
             raise BadInputError(f"--save-config {path} is {what}; choose another path")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK) or os.path.isdir(path):

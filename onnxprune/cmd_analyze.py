@@ -10,7 +10,7 @@ import sys
 from .analysis_report import analyze
 from .cli import add_channel_arguments
 from .config import PruneConfig
-from .modelio import check_writable, write_files
+from .staging import check_writable, write_files
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

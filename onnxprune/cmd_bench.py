@@ -15,7 +15,7 @@ from google.protobuf.message import DecodeError
 
 from . import latency
 from .errors import BadInputError
-from .modelio import check_writable, write_files
+from .staging import check_writable, write_files
 from .validate import input_dims, input_feeds
 
 

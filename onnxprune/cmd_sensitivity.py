@@ -10,8 +10,8 @@ from dataclasses import asdict
 
 from .config import CRITERIA, PruneConfig
 from .errors import BadInputError
-from .modelio import check_writable, write_files
 from .pipeline import sensitivity
+from .staging import check_writable, write_files
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

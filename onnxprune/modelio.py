@@ -16,9 +16,7 @@ import contextlib
 import functools
 import mmap
 import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextvars import ContextVar
 
 import numpy as np
@@ -28,6 +26,17 @@ from onnx import helper, numpy_helper
 
 from .errors import BadInputError, OnnxPruneError
 from .progress import progress
+from .protowire import (
+    GRAPH_INITIALIZER,
+    MODEL_GRAPH,
+    TENSOR_DATA_LOCATION,
+    TENSOR_EXTERNAL_DATA,
+    TENSOR_RAW_DATA,
+    copy_without,
+    field_header,
+    fields,
+    varint_bytes,
+)
 
 EXTERNAL_MODES = ("auto", "always", "never")
 PROTOBUF_LIMIT = 2**31 - 1
@@ -318,17 +327,17 @@ def _write_inline(model: onnx.ModelProto, out) -> None:
     entries = [_inline_entry(t) for t in graph.initializer]  # heads and sizes, no bytes
     graph_rest = copy_without(graph, "initializer", onnx.GraphProto()).SerializeToString()
     graph_len = len(graph_rest) + sum(
-        1 + len(_varint_bytes(size)) + size for _, _, _, size in entries
+        1 + len(varint_bytes(size)) + size for _, _, _, size in entries
     )
     out.write(copy_without(model, "graph", onnx.ModelProto()).SerializeToString())
-    out.write(bytes([_MODEL_GRAPH << 3 | 2]) + _varint_bytes(graph_len))
+    out.write(field_header(MODEL_GRAPH, graph_len))
     out.write(graph_rest)
     for (head, source, length, size), tensor in zip(entries, graph.initializer, strict=True):
-        out.write(bytes([_GRAPH_INITIALIZER << 3 | 2]) + _varint_bytes(size))
+        out.write(field_header(GRAPH_INITIALIZER, size))
         out.write(head)
         if source is None:
             continue
-        out.write(bytes([_TENSOR_RAW_DATA << 3 | 2]) + _varint_bytes(length))
+        out.write(field_header(TENSOR_RAW_DATA, length))
         if isinstance(source, ExternalRef):
             _copy_range(source, out)
         else:
@@ -351,26 +360,7 @@ def _inline_entry(tensor: onnx.TensorProto) -> tuple[bytes, object, int, int]:
     del shell.external_data[:]
     shell.ClearField("data_location")
     head = shell.SerializeToString()
-    return head, source, length, len(head) + 1 + len(_varint_bytes(length)) + length
-
-
-def copy_without(message, skipped: str, empty):
-    """A copy of `message` without the field `skipped` (not copied, however large)."""
-    for field, value in message.ListFields():
-        if field.name == skipped:
-            continue
-        if is_repeated(field):
-            getattr(empty, field.name).extend(value)
-        elif field.type == field.TYPE_MESSAGE:
-            getattr(empty, field.name).CopyFrom(value)
-        else:
-            setattr(empty, field.name, value)
-    return empty
-
-
-def is_repeated(field) -> bool:
-    flag = getattr(field, "is_repeated", None)  # newer protobuf; `label` before
-    return bool(flag) if flag is not None else field.label == field.LABEL_REPEATED
+    return head, source, length, len(head) + 1 + len(varint_bytes(length)) + length
 
 
 def light_copy(model: onnx.ModelProto, inline_limit: int | None = None) -> onnx.ModelProto:
@@ -390,18 +380,6 @@ def light_copy(model: onnx.ModelProto, inline_limit: int | None = None) -> onnx.
             info = helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
             light.graph.input.append(info)
     return light
-
-
-def _varint_bytes(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def _check_inline_size(model: onnx.ModelProto) -> None:
@@ -444,99 +422,8 @@ def _point_to(tensor: onnx.TensorProto, location: str, offset: int, length: int)
         entry.key, entry.value = key, value
 
 
-class Staging:
-    """Files written under temporary names in their final folders, moved into place
-    together by `commit()`; `discard()` (or leaving the block) removes what is left.
-
-    `path(final)` gives where to write `final` now. A file the writer adds beside it
-    (the model's `.data`) is moved too when its name is `final` plus a suffix.
-    """
-
-    def __init__(self) -> None:
-        self._dirs: dict[str, str] = {}
-        self._finals: list[str] = []
-
-    def path(self, final: str) -> str:
-        folder = os.path.dirname(os.path.abspath(final))
-        if folder not in self._dirs:
-            try:
-                self._dirs[folder] = tempfile.mkdtemp(prefix=".onnxprune-", dir=folder)
-            except OSError as exc:
-                raise OnnxPruneError(f"cannot write {final}: {exc.strerror or exc}") from exc
-        self._finals.append(os.path.abspath(final))
-        return os.path.join(self._dirs[folder], os.path.basename(final))
-
-    def commit(self) -> None:
-        """Move every staged file into place; data files before the files that name them."""
-        moves = []
-        for folder, stage in self._dirs.items():
-            for name in os.listdir(stage):
-                moves.append((os.path.join(stage, name), os.path.join(folder, name)))
-        moves.sort(key=lambda m: m[1] in self._finals)  # companions (.data) first
-        try:
-            for src, dst in moves:
-                os.chmod(src, _new_file_mode())
-                os.replace(src, dst)
-        except OSError as exc:
-            raise OnnxPruneError(f"cannot write {dst}: {exc.strerror or exc}") from exc
-
-    def discard(self) -> None:
-        for stage in self._dirs.values():
-            shutil.rmtree(stage, ignore_errors=True)
-        self._dirs.clear()
-
-    def __enter__(self) -> Staging:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.discard()
-
-
-def _new_file_mode() -> int:
-    """The mode open() gives a new file: 0o666 minus the umask (mkstemp uses 0o600)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def check_writable(path: str, flag: str, inputs: Sequence[str] = ()) -> None:
-    """BadInputError unless `path` (given as `flag`) can be written without touching
-    `inputs`: its folder exists and is writable, it is no folder and no input file."""
-    for other in inputs:
-        if other and os.path.exists(other) and os.path.exists(path):
-            if os.path.samefile(path, other):
-                raise BadInputError(f"{flag} {path} is the input file; choose another path")
-        elif other and os.path.abspath(other) == os.path.abspath(path):
-            raise BadInputError(f"{flag} {path} is the input file; choose another path")
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise BadInputError(f"cannot write {path}: {folder} is a file, not a folder")
-    if not os.path.isdir(folder):
-        raise BadInputError(f"cannot write {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise BadInputError(f"cannot write {path}: folder {folder} is not writable")
-    if os.path.isdir(path):
-        raise BadInputError(f"cannot write {path}: it is a folder")
-
-
-def write_files(files: list[tuple[str, Callable[[str], None]]]) -> None:
-    """Write each (path, write(temporary path)) and move them all into place only when
-    every one is complete: a failure leaves none of them, and no temporary file."""
-    with Staging() as staging:
-        for path, write in files:
-            try:
-                write(staging.path(path))
-            except OSError as exc:
-                raise OnnxPruneError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        staging.commit()
-
-
 LAZY_MIN_BYTES = 16 << 20
 """Model files at least this large are read lazily (see `load_lazily`)."""
-
-# field numbers of onnx.proto: ModelProto.graph, GraphProto.initializer, and TensorProto's
-_MODEL_GRAPH, _GRAPH_INITIALIZER = 7, 5
-_TENSOR_RAW_DATA, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 9, 13, 14
 
 
 def load_lazily(path: str) -> tuple[onnx.ModelProto, bool]:
@@ -561,8 +448,8 @@ def load_lazily(path: str) -> tuple[onnx.ModelProto, bool]:
 
 def _light_model(buf: mmap.mmap, location: str) -> tuple[onnx.ModelProto, bool]:
     model_parts, graph_span = [], None
-    for field, wire, start, payload, end in _fields(buf, 0, len(buf)):
-        if field == _MODEL_GRAPH and wire == 2:
+    for field, wire, start, payload, end in fields(buf, 0, len(buf)):
+        if field == MODEL_GRAPH and wire == 2:
             if graph_span is not None:
                 raise DecodeError("more than one graph field")
             graph_span = (payload, end)
@@ -573,8 +460,8 @@ def _light_model(buf: mmap.mmap, location: str) -> tuple[onnx.ModelProto, bool]:
     if graph_span is None:
         return model, False
     graph_parts, tensors, external = [], [], False
-    for field, wire, start, payload, end in _fields(buf, *graph_span):
-        if field == _GRAPH_INITIALIZER and wire == 2:
+    for field, wire, start, payload, end in fields(buf, *graph_span):
+        if field == GRAPH_INITIALIZER and wire == 2:
             tensor, was_external = _light_tensor(buf, payload, end, location)
             tensors.append(tensor)
             external |= was_external
@@ -591,10 +478,10 @@ def _light_tensor(
     """The TensorProto at buf[begin:stop], its large raw_data left in the file."""
     kept, raw = [], None
     external = False
-    for field, wire, start, payload, end in _fields(buf, begin, stop):
-        if field in (_TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION):
+    for field, wire, start, payload, end in fields(buf, begin, stop):
+        if field in (TENSOR_EXTERNAL_DATA, TENSOR_DATA_LOCATION):
             external = True
-        if field == _TENSOR_RAW_DATA and wire == 2 and end - payload >= EXTERNAL_MIN_BYTES:
+        if field == TENSOR_RAW_DATA and wire == 2 and end - payload >= EXTERNAL_MIN_BYTES:
             raw = (payload, end - payload)
         else:
             kept.append(buf[start:end])
@@ -605,43 +492,3 @@ def _light_tensor(
     elif raw is not None:  # raw bytes and an external reference: keep the bytes inline
         tensor.raw_data = buf[raw[0] : raw[0] + raw[1]]
     return tensor, external
-
-
-def _varint(buf: mmap.mmap, pos: int, end: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= end or shift > 63:
-            raise DecodeError("truncated or malformed varint")
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-
-
-def _fields(buf: mmap.mmap, begin: int, stop: int) -> Iterator[tuple[int, int, int, int, int]]:
-    """(field number, wire type, start of the field, start of its payload, end) of each
-    field of the protobuf message at buf[begin:stop]."""
-    pos = begin
-    while pos < stop:
-        start = pos
-        key, pos = _varint(buf, pos, stop)
-        field, wire = key >> 3, key & 7
-        if field == 0:
-            raise DecodeError("field number 0")
-        if wire == 0:
-            _, end = _varint(buf, pos, stop)
-        elif wire == 1:
-            end = pos + 8
-        elif wire == 2:
-            length, pos = _varint(buf, pos, stop)
-            end = pos + length
-        elif wire == 5:
-            end = pos + 4
-        else:
-            raise DecodeError(f"unsupported wire type {wire}")
-        if end > stop:
-            raise DecodeError("truncated message")
-        yield field, wire, start, pos, end
-        pos = end

@@ -32,7 +32,6 @@ from .groups import ChannelGroup, build_groups
 from .latency import before_after
 from .modelio import (
     EXTERNAL_MODES,
-    Staging,
     check_external_data,
     external_folder,
     has_external_data,
@@ -48,6 +47,7 @@ from .reconstruct import ensure_biases, refit
 from .report import GroupReport, PruneReport, layer_costs
 from .rounding import choose_round_to
 from .scoring import normalise, score
+from .staging import Staging
 from .validate import check, compare, input_dims, input_feeds, run, runner
 
 ModelLike = onnx.ModelProto | str | os.PathLike
