@@ -81,6 +81,10 @@ def _entries(tensor: onnx.TensorProto) -> dict[str, str]:
 def _stored_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
     """Initializers and the tensors of Constant nodes of the main graph."""
     yield from model.graph.initializer
+    yield from _attribute_tensors(model)
+
+
+def _attribute_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
     for node in model.graph.node:
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.TENSOR:
@@ -233,10 +237,13 @@ def _plain_dtype(data_type: int) -> np.dtype | None:
 _BYTE_TYPES = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.BOOL}
 
 
-def load_external_into(model: onnx.ModelProto) -> None:
+def load_external_into(model: onnx.ModelProto, attributes_only: bool = False) -> None:
     """Read every external tensor into the model itself (its references resolve against
-    `external_folder`), so the model no longer needs its folder."""
-    for tensor in _stored_tensors(model):
+    `external_folder`), so the model no longer needs its folder. `attributes_only`: only
+    the tensors of Constant nodes (and other attributes), which onnxprune keeps in memory
+    as node attributes, like onnx.checker and the writers expect."""
+    tensors = _attribute_tensors(model) if attributes_only else _stored_tensors(model)
+    for tensor in tensors:
         if is_external(tensor):
             value = np.ascontiguousarray(tensor_array(tensor))
             _set_raw(tensor, value)

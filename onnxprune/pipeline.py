@@ -98,6 +98,10 @@ def load_model(source: ModelLike) -> Loaded:
         return Loaded(model, None, False)
     folder = os.path.dirname(os.path.abspath(path))
     check_external_data(model, folder, path)
+    with external_folder(folder):
+        load_external_into(model, attributes_only=True)
+    if not has_external_data(model):
+        return Loaded(model, None, external)
     return Loaded(model, folder, external)
 
 

@@ -351,3 +351,23 @@ def test_a_written_file_that_does_not_read_back_is_refused(tmp_path, monkeypatch
     with pytest.raises(ValidationError):
         prune_file(RESNET, out / "s.onnx", PruneConfig(ratio=0.5))
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", ["auto", "never"])
+def test_constant_node_tensors_in_external_data(tmp_path, mode):
+    """Paddle-style weights in Constant nodes, saved as external data (onnx's
+    convert_attribute): they are read at load, so the checker, the analysis and a
+    one-file output see them as values; the one-file output needs no data file."""
+    src = tmp_path / "src"
+    src.mkdir()
+    model = onnx.load(SAMPLES / "paddle_style.onnx")
+    onnx.save(model, src / "p.onnx", save_as_external_data=True, location="p.data",
+              size_threshold=0, convert_attribute=True)  # fmt: skip
+    out = tmp_path / "out"
+    out.mkdir()
+    report = prune_file(src / "p.onnx", out / "s.onnx", PruneConfig(ratio=0.5), mode)
+    assert report.oracle_rel_diff is not None and report.oracle_rel_diff < 1e-4
+    if mode == "never":
+        moved = tmp_path / "moved.onnx"
+        (out / "s.onnx").rename(moved)  # nothing beside it: it must hold every weight
+        onnx.checker.check_model(onnx.load(moved), full_check=True)
