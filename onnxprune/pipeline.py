@@ -94,15 +94,12 @@ def load_model(source: ModelLike) -> Loaded:
     if not model.graph.node:
         raise BadInputError(f"{path}: not an ONNX model (no graph nodes)")
     check_structure(model)
-    if not has_external_data(model):
-        return Loaded(model, None, False)
     folder = os.path.dirname(os.path.abspath(path))
-    check_external_data(model, folder, path)
-    with external_folder(folder):
-        load_external_into(model, attributes_only=True)
-    if not has_external_data(model):
-        return Loaded(model, None, external)
-    return Loaded(model, folder, external)
+    if has_external_data(model):
+        check_external_data(model, folder, path)
+        with external_folder(folder):
+            load_external_into(model, attributes_only=True)
+    return Loaded(model, folder if has_external_data(model) else None, external)
 
 
 @dataclass
@@ -201,7 +198,7 @@ def prune(
         if config.validate:
             _validate(work, model)
         if work.timed:
-            _time(work, model.SerializeToString(), config)
+            _time(work, model.SerializeToString())
         load_external_into(model)
     return model, work.report
 
@@ -235,16 +232,16 @@ def prune_file(
         staged = staging.path(output)
         external = wants_external(model, external_data, loaded.external_source)
         try:
-            save_model(model, staged, external)
+            written = save_model(model, staged, external)
         except OSError as exc:
             raise OnnxPruneError(f"cannot write {output}: {exc.strerror or exc}") from exc
         work.report.file_bytes_before = file_bytes
-        work.report.file_bytes_after = sum(os.path.getsize(f) for f in _written(staged))
+        work.report.file_bytes_after = sum(os.path.getsize(f) for f in written)
         del model, loaded  # what validation needs is on disk now: free the pruned weights
         if config.validate:
             _validate(work, staged)
         if work.timed:
-            _time(work, staged, config)
+            _time(work, staged)
         try:
             for path, write in companions:
                 write(staging.path(path), work.report)
@@ -254,17 +251,11 @@ def prune_file(
     return work.report
 
 
-def _time(work: _Work, pruned: bytes | str, config: PruneConfig) -> None:
+def _time(work: _Work, pruned: bytes | str) -> None:
     """Latency of the original and the pruned model, paired, into the report."""
     start = time.perf_counter()
-    feeds = work.feeds or input_feeds(onnx.load_from_string(work.original_bytes),
-                                      config.input_shapes, config.seed)  # fmt: skip
-    work.report.latency = before_after(work.original_bytes, pruned, feeds)
+    work.report.latency = before_after(work.original_bytes, pruned, work.feeds)
     work.report.seconds["latency"] = time.perf_counter() - start
-
-
-def _written(staged: str) -> list[str]:
-    return [f for f in (staged, staged + ".data") if os.path.exists(f)]
 
 
 @dataclass
@@ -290,7 +281,7 @@ def _prune(model: onnx.ModelProto, config: PruneConfig, source: ModelLike) -> _W
     calib = calibration(model, config)
     timer.lap("load")
     feeds = reference = expected = None
-    if config.validate:
+    if config.validate or timed:
         check_run_sizes(model, input_dims(model, config.input_shapes))
         feeds = input_feeds(model, config.input_shapes, config.seed)
     dims = (
