@@ -31,13 +31,16 @@ def masked_model(
     masks: list[tuple[int, int, int, np.ndarray]],
     ranks: dict[str, int] | None = None,
     in_place: bool = False,
+    feeds: dict[str, np.ndarray] | None = None,
 ):
     """A copy of `original` with input i of node n multiplied by a 0/1 mask along `axis`.
 
     `masks` holds (node index, input index, axis, keep flag per position), as
     `Plan.reader_masks()` gives them for the same (unpruned) model; `ranks` adds tensor
     ranks that shape inference cannot tell (the analysis knows more). `in_place`: edit
-    `original` itself instead of a copy.
+    `original` itself instead of a copy. `feeds`: make the masks graph inputs and put
+    their values here instead (so one session runs both the oracle and, fed all-ones
+    masks, the original).
     """
     if in_place:
         model = original
@@ -61,7 +64,11 @@ def masked_model(
         dims[axis] = len(keep)
         mask = keep.astype(helper.tensor_dtype_to_np_dtype(elem_type)).reshape(dims)
         mask_name, out_name = f"__oracle_mask{k}", f"__oracle_masked{k}"
-        graph.initializer.append(numpy_helper.from_array(mask, mask_name))
+        if feeds is None:
+            graph.initializer.append(numpy_helper.from_array(mask, mask_name))
+        else:
+            feeds[mask_name] = mask
+            graph.input.append(helper.make_tensor_value_info(mask_name, elem_type, dims))
         inserted.setdefault(node_idx, []).append(
             helper.make_node("Mul", [name, mask_name], [out_name], name=f"__oracle_mul{k}")
         )
@@ -71,27 +78,3 @@ def masked_model(
         graph.node.extend(inserted.get(idx, []))
         graph.node.append(node)
     return model
-
-
-def masks_as_inputs(masked: onnx.ModelProto) -> dict[str, np.ndarray]:
-    """Turn the masks `masked_model` added into graph inputs (in place); return their
-    values, so one session runs both the oracle and, with all-ones masks, the original."""
-    graph = masked.graph
-    values = {}
-    kept = []
-    for tensor in graph.initializer:
-        if tensor.name.startswith("__oracle_mask"):
-            values[tensor.name] = numpy_helper.to_array(tensor)
-        else:
-            kept.append(tensor)
-    if not values:
-        return values
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    graph.input.extend(
-        helper.make_tensor_value_info(
-            name, helper.np_dtype_to_tensor_dtype(value.dtype), list(value.shape)
-        )
-        for name, value in values.items()
-    )
-    return values

@@ -40,7 +40,7 @@ from .modelio import (
     source_bytes,
     wants_external,
 )
-from .oracle import masked_model, masks_as_inputs
+from .oracle import masked_model
 from .planner import ensure_nonempty, plan, unmatched_globs
 from .progress import steps
 from .reconstruct import ensure_biases, refit
@@ -116,16 +116,19 @@ class Plan:
     def kept(self, slots: np.ndarray) -> np.ndarray:
         return self.keep_slot[self.roots[slots]]
 
-    def masked_original(self, original: onnx.ModelProto, in_place: bool = False) -> onnx.ModelProto:
+    def masked_original(
+        self, original: onnx.ModelProto, in_place: bool = False, feeds: dict | None = None
+    ) -> onnx.ModelProto:
         """The masking oracle for this plan: `original` with removed channels zeroed
-        (`original` itself edited when `in_place`)."""
+        (`original` itself edited when `in_place`; masks as inputs valued in `feeds`
+        when given, see oracle.masked_model)."""
         shapes = self.analysis.index.shapes
         ranks = {name: len(dims) for name, dims in shapes.items() if dims is not None}
         for r in self.analysis.readers:  # the op may fix a rank inference could not tell
             name = self.analysis.index.nodes[r.node].input[r.input_index]
             if name not in ranks and r.rank is not None:
                 ranks[name] = r.rank
-        return masked_model(original, self.reader_masks(), ranks, in_place)
+        return masked_model(original, self.reader_masks(), ranks, in_place, feeds)
 
     def reader_masks(self) -> list[tuple[int, int, int, np.ndarray]]:
         """(node index, input index, axis, keep flag per position) for every channel reader."""
@@ -377,8 +380,8 @@ def _allocate(model, config: PruneConfig, calib, dims, before, params_before: in
 def _reference_runs(unpruned: bytes, p: Plan, feeds: dict, exact: bool):
     """The original's outputs, and the masking oracle's where pruning is exact, from one
     onnxruntime session: the oracle's masks are inputs, all ones for the original."""
-    masked = p.masked_original(onnx.load_from_string(unpruned), in_place=True)
-    keep = masks_as_inputs(masked)
+    keep: dict[str, np.ndarray] = {}
+    masked = p.masked_original(onnx.load_from_string(unpruned), in_place=True, feeds=keep)
     ones = {name: np.ones_like(mask) for name, mask in keep.items()}
     with steps("reference run", 2 if exact else 1) as done:
         try:
