@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from .errors import BadInputError
+from .errors import BadInputError, first_line
 from .validate import input_dims, input_feeds
 
 MIN_SAMPLES_FOR_REFIT = 16
@@ -141,7 +141,7 @@ def load_calibration(model: onnx.ModelProto, source: str) -> dict[str, np.ndarra
         arrays = _from_folder(model, source) if os.path.isdir(source) else _from_file(model, source)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise BadInputError(
-            f"--calib {source}: not readable as numpy data ({_first_line(exc)}); expected "
+            f"--calib {source}: not readable as numpy data ({first_line(exc)}); expected "
             f"an .npz of {expected(model)}"
         ) from exc
     check_arrays(model, arrays, f"--calib {source}")
@@ -189,11 +189,6 @@ def _from_folder(model: onnx.ModelProto, folder: str) -> dict[str, np.ndarray]:
         check_arrays(model, {name: part}, f"--calib {os.path.join(folder, f)}")
         parts.append(part)
     return {name: np.concatenate(parts)}
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def random_calibration(model: onnx.ModelProto, count: int, shapes, seed: int) -> dict:

@@ -20,7 +20,7 @@ import onnx
 from google.protobuf.descriptor import FieldDescriptor
 from onnx import TensorProto, helper
 
-from .errors import BadInputError, OnnxPruneError, UnsupportedModelError
+from .errors import BadInputError, OnnxPruneError, UnsupportedModelError, first_line
 from .modelio import expected_bytes, is_external, light_copy
 from .protowire import is_repeated
 
@@ -240,9 +240,7 @@ def checker_problem(model: onnx.ModelProto) -> str | None:
     try:
         onnx.checker.check_model(light_copy(model, _CHECKED_BYTES), full_check=True)
     except Exception as exc:  # the checker raises several types
-        lines = str(exc).strip().splitlines()
-        text = lines[0] if lines else type(exc).__name__
-        return text if len(text) <= 300 else text[:297] + "..."
+        return first_line(exc, 300)
     return None
 
 

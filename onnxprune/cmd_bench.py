@@ -14,7 +14,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from . import latency
-from .errors import BadInputError
+from .errors import BadInputError, first_line
 from .staging import check_writable, write_files
 from .validate import input_dims, input_feeds
 
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace, shapes: dict) -> int:
     try:
         timings = latency.time_interleaved(calls, args.runs, args.warmup, desc="bench")
     except Exception as exc:
-        raise BadInputError(f"onnxruntime cannot run the model: {_first_line(exc)}") from exc
+        raise BadInputError(f"onnxruntime cannot run the model: {first_line(exc, 300)}") from exc
     result = _result(args, inputs[0], timings)
     if not args.quiet:
         print(format_result(result))
@@ -76,7 +76,7 @@ def _load(path: str) -> onnx.ModelProto:
     try:
         model = onnx.load(path, load_external_data=False)
     except (DecodeError, RuntimeError, ValueError, OSError) as exc:
-        raise BadInputError(f"{path}: not a readable ONNX model ({_first_line(exc)})") from exc
+        raise BadInputError(f"{path}: not a readable ONNX model ({first_line(exc, 300)})") from exc
     if not model.graph.node:
         raise BadInputError(f"{path}: not an ONNX model (no graph nodes)")
     return model
@@ -101,7 +101,7 @@ def _runner(path: str, feeds: dict, threads: int):
     try:
         return latency.runner(path, feeds, threads)
     except Exception as exc:
-        raise BadInputError(f"{path}: onnxruntime cannot load it: {_first_line(exc)}") from exc
+        raise BadInputError(f"{path}: onnxruntime cannot load it: {first_line(exc, 300)}") from exc
 
 
 def _result(args: argparse.Namespace, inputs: dict, timings: list) -> dict:
@@ -147,9 +147,3 @@ def format_result(r: dict) -> str:
             "(paired: median of the per-round ratios)"
         )
     return "\n".join(lines)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."

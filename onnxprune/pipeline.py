@@ -26,7 +26,13 @@ from .calib import (
 )
 from .checks import blamed_on_input, check_input, check_run_sizes, check_structure
 from .config import PruneConfig
-from .errors import BadInputError, OnnxPruneError, UnsupportedModelError, ValidationError
+from .errors import (
+    BadInputError,
+    OnnxPruneError,
+    UnsupportedModelError,
+    ValidationError,
+    first_line,
+)
 from .graph import GraphIndex
 from .groups import ChannelGroup, build_groups
 from .latency import before_after
@@ -90,7 +96,7 @@ def load_model(source: ModelLike) -> Loaded:
             model = onnx.load(path, load_external_data=False)
             external = has_external_data(model)
     except (DecodeError, RuntimeError, ValueError, OSError, OnnxCheckerError) as exc:
-        raise BadInputError(f"{path}: not a readable ONNX model ({_short(exc)})") from exc
+        raise BadInputError(f"{path}: not a readable ONNX model ({first_line(exc, 300)})") from exc
     if not model.graph.node:
         raise BadInputError(f"{path}: not an ONNX model (no graph nodes)")
     check_structure(model)
@@ -391,9 +397,11 @@ def _reference_runs(unpruned: bytes, p: Plan, feeds: dict, exact: bool):
             try:
                 run(unpruned, feeds, optimize=False)
             except Exception:
-                message = f"onnxruntime cannot run the input model: {_short(exc)}"
+                message = f"onnxruntime cannot run the input model: {first_line(exc, 300)}"
                 raise BadInputError(message) from exc
-            raise OnnxPruneError(f"the masking oracle does not run: {_short(exc)}") from exc
+            raise OnnxPruneError(
+                f"the masking oracle does not run: {first_line(exc, 300)}"
+            ) from exc
         done()
         expected = call({**feeds, **keep}) if exact else None
         done()
@@ -415,7 +423,7 @@ def _validate(work: _Work, pruned: onnx.ModelProto | str) -> None:
             optimised_out = run(target, work.feeds)
             done()
         except Exception as exc:
-            message = f"onnxruntime cannot run the pruned model: {_short(exc)}"
+            message = f"onnxruntime cannot run the pruned model: {first_line(exc, 300)}"
             raise ValidationError(message) from exc
         report.outputs = compare(work.reference, pruned_out)
         compare(work.reference, optimised_out)
@@ -498,9 +506,3 @@ class _Timer:
         now = time.perf_counter()
         self.laps[name] = now - self._last
         self._last = now
-
-
-def _short(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."

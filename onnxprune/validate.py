@@ -11,7 +11,7 @@ from google.protobuf.message import DecodeError
 
 from . import modelio
 from .checks import check_feeds
-from .errors import BadInputError, ValidationError
+from .errors import BadInputError, ValidationError, first_line
 from .modelio import (
     check_external_data,
     current_folder,
@@ -154,7 +154,7 @@ def check(model: onnx.ModelProto | str) -> None:
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # the checker raises several types
-        raise ValidationError(f"pruned model fails onnx.checker: {_first_line(exc)}") from exc
+        raise ValidationError(f"pruned model fails onnx.checker: {first_line(exc)}") from exc
 
 
 def compare(reference: dict[str, np.ndarray], pruned: dict[str, np.ndarray]) -> list[OutputDiff]:
@@ -173,8 +173,3 @@ def compare(reference: dict[str, np.ndarray], pruned: dict[str, np.ndarray]) -> 
         max_abs = float(np.abs(a - b).max()) if a.size else 0.0
         diffs.append(OutputDiff(name, list(ref.shape), max_abs, cosine))
     return diffs
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
