@@ -47,7 +47,7 @@ from .modelio import (
     wants_external,
 )
 from .oracle import masked_model
-from .planner import ensure_nonempty, plan, unmatched_globs
+from .planner import keep_slots, unmatched_globs
 from .progress import steps
 from .reconstruct import ensure_biases, refit
 from .report import GroupReport, PruneReport, layer_costs
@@ -162,12 +162,8 @@ def make_plan(
     scores = score(analysis, roots, config.criterion, stats)
     if config.global_ranking:
         scores = normalise(scores, groups)
-    keep_class = plan(groups, scores, len(analysis.table), config)
-    required = analysis.nonempty + [
-        np.arange(s.first, s.first + s.size) for s in analysis.table.spaces
-    ]
-    ensure_nonempty(keep_class, roots, scores, required)
-    return Plan(analysis, groups, roots, keep_class[roots], stats)
+    keep = keep_slots(analysis, groups, roots, scores, config)
+    return Plan(analysis, groups, roots, keep, stats)
 
 
 def calibration(model: onnx.ModelProto, config: PruneConfig) -> Calibration | None:

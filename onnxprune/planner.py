@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from .analysis import Analysis
 from .config import PruneConfig
 from .errors import BadInputError
 from .groups import ChannelGroup
@@ -203,3 +204,16 @@ def ensure_nonempty(keep: np.ndarray, roots: np.ndarray, scores, required: list)
         classes = roots[slots]
         if len(classes) and not keep[classes].any():
             keep[classes[np.argmax(scores[classes])]] = True
+
+
+def keep_slots(
+    analysis: Analysis, groups: list[ChannelGroup], roots: np.ndarray, scores, config
+) -> np.ndarray:
+    """A keep flag per slot: `plan`, then every producer weight and every position set
+    the analysis needs non-empty keeps at least its best channel."""
+    keep_class = plan(groups, scores, len(analysis.table), config)
+    required = analysis.nonempty + [
+        np.arange(s.first, s.first + s.size) for s in analysis.table.spaces
+    ]
+    ensure_nonempty(keep_class, roots, scores, required)
+    return keep_class[roots]

@@ -159,13 +159,10 @@ def _plans(model: onnx.ModelProto, config: PruneConfig, make_plan):
     scores = np.zeros(len(analysis.table))
     if config.global_ranking:
         scores = normalise(score(analysis, base.roots, criterion, None), base.groups)
-    spaces = [np.arange(s.first, s.first + s.size) for s in analysis.table.spaces]
     for multiple in CANDIDATES:
-        keep = planner.plan(
-            base.groups, scores, len(analysis.table), replace(config, round_to=multiple)
-        )
-        planner.ensure_nonempty(keep, base.roots, scores, analysis.nonempty + spaces)
-        yield multiple, replace(base, keep_slot=keep[base.roots])
+        rounded = replace(config, round_to=multiple)
+        keep = planner.keep_slots(analysis, base.groups, base.roots, scores, rounded)
+        yield multiple, replace(base, keep_slot=keep)
 
 
 def layer_shapes(model: onnx.ModelProto, config: PruneConfig, make_plan) -> list[LayerShape]:
