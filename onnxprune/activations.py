@@ -80,8 +80,6 @@ def capture(
     stats: list[ReaderStats | None] = [None] * len(readers)
     names = [model.graph.node[r.node].input[r.input_index] for r in readers]
     for chunk in _chunks(readers, gram):
-        if not chunk:
-            continue  # no reader at all: onnxruntime would return every output for []
         wanted = sorted({names[k] for k in chunk})
         run = _runner(with_outputs(model, wanted), wanted)
         rng = np.random.default_rng(seed)
@@ -101,6 +99,10 @@ def capture(
 
 
 def _chunks(readers: list[Reader], gram: bool) -> list[list[int]]:
+    """Reader indices, in passes whose Gram matrices fit GRAM_BUDGET; no empty pass
+    (onnxruntime asked for no output returns every output)."""
+    if not readers:
+        return []
     if not gram:
         return [list(range(len(readers)))]
     chunks: list[list[int]] = [[]]
