@@ -319,9 +319,7 @@ def _check_save_config(args: argparse.Namespace) -> None:
     for other, what in others:
         if other and same_path(path, other):
             raise BadInputError(f"--save-config {path} is {what}; choose another path")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder) or not os.access(folder, os.W_OK) or os.path.isdir(path):
-        raise BadInputError(f"cannot write {path}: {folder} is not a writable folder")
+    check_writable(path, "--save-config")
 
 
 def run(args: argparse.Namespace) -> int:
